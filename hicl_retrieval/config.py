@@ -1,0 +1,149 @@
+"""Typed settings: encoder presets (TOML files in ``configs/``), reader and build options."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import HiclError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+POOLINGS = ("cls", "mean", "pooler")
+TEXT_NORMALIZATIONS = ("none", "bertweet")
+# A model directory carrying this file brings its own preset (pooling, normalisation, ...).
+MODEL_PRESET_FILE = "hicl-encoder.toml"
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """How to turn a post into a vector; recorded in the manifest so queries match the corpus."""
+
+    model: str
+    """Hugging Face hub id or local directory."""
+    pooling: str = "mean"
+    text_normalization: str = "none"
+    max_length: int = 128
+    normalize_vectors: bool = True
+    package: str | None = None
+    """A Python package that ships the weights (its ``get_model_path()`` gives the directory)."""
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to load."""
+    preset: str | None = None
+    """Name of the preset this came from, for display."""
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise HiclError(f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}")
+        if self.text_normalization not in TEXT_NORMALIZATIONS:
+            raise HiclError(
+                f"unknown text_normalization {self.text_normalization!r}; "
+                f"choose one of {', '.join(TEXT_NORMALIZATIONS)}"
+            )
+        if self.max_length < 2:
+            raise HiclError(f"max_length must be at least 2, not {self.max_length}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "encoder settings") -> EncoderConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HiclError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        if "model" not in data:
+            raise HiclError(f"{where}: missing the required key 'model'")
+        return cls(**data)
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[: -len(".toml")] for p in _preset_dir().iterdir() if p.name.endswith(".toml"))
+
+
+def _preset_dir() -> Path:
+    """The presets: ``configs/`` beside the package in a checkout, inside it once installed."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "configs", here.parent / "configs"):
+        if (candidate / "hashencoder.toml").is_file():
+            return candidate
+    raise HiclError(f"the encoder presets are missing (looked for {here.parent / 'configs'}); reinstall the package")
+
+
+def _load_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise HiclError(f"{where}: not valid TOML ({exc})") from None
+    if "encoder" not in data or not isinstance(data["encoder"], dict):
+        raise HiclError(f"{where}: expected an [encoder] table")
+    return data["encoder"]
+
+
+def resolve_encoder(spec: str, *, pooling: str | None = None) -> EncoderConfig:
+    """Turn ``--encoder NAME|PATH`` (and an optional ``--pooling``) into settings.
+
+    In order: a preset name from ``configs/``; a ``.toml`` preset file; a model directory
+    with its own ``hicl-encoder.toml``; any other local directory or a hub id, pooled with
+    `pooling` (default ``mean``).
+    """
+    path = Path(spec).expanduser()
+    if "/" not in spec and (_preset_dir() / f"{spec}.toml").is_file():
+        settings = _load_toml((_preset_dir() / f"{spec}.toml").read_text(), f"preset {spec!r}")
+        settings.setdefault("preset", spec)
+    elif path.suffix == ".toml":
+        if not path.is_file():
+            raise HiclError(f"encoder preset file {spec} does not exist")
+        settings = _load_toml(path.read_text(), str(path))
+        settings.setdefault("preset", path.stem)
+    elif path.is_dir() and (path / MODEL_PRESET_FILE).is_file():
+        settings = _load_toml((path / MODEL_PRESET_FILE).read_text(), str(path / MODEL_PRESET_FILE))
+        settings["model"] = str(path.resolve())
+    elif path.is_dir():
+        settings = {"model": str(path.resolve())}
+    elif spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
+        settings = {"model": spec}
+    else:
+        raise HiclError(
+            f"unknown encoder {spec!r}: not a preset ({', '.join(preset_names())}), "
+            "a .toml preset file, a model directory or a hub id like 'owner/name'"
+        )
+    if pooling is not None:
+        settings["pooling"] = pooling
+    return EncoderConfig.from_dict(settings, where=f"encoder {spec!r}")
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """How to read corpus files. Column names left as None are detected from common names."""
+
+    format: str = "auto"
+    text_col: str | None = None
+    id_col: str | None = None
+    author_col: str | None = None
+    time_col: str | None = None
+    delimiter: str | None = None
+    max_record_bytes: int = 1 << 20
+    """A line (or CSV record) longer than this is rejected without being held in memory."""
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything `build_index` needs besides the corpus paths and the output directory."""
+
+    encoder: EncoderConfig
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
+    faiss_factory: str = "Flat"
+    batch_size: int = 64
+    chunk_size: int = 4096
+    """Posts read, encoded and stored together; bounds the build's memory."""
+    threads: int | None = None
+    overwrite: bool = False
+    progress: bool = True

@@ -1,0 +1,139 @@
+"""The topic encoder: a Hugging Face model turned into L2-normalised post vectors.
+
+Texts are tokenised once, sorted by length and batched, so that a batch pads to the length of
+its own posts rather than of the longest post in the corpus; vectors are returned in input
+order. The same code loads the HICL #Encoder (``albertan017/hashencoder``), the packaged
+MiniLM, a model directory made by training, or any hub id.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from .config import EncoderConfig, preset_names
+from .errors import HiclError
+from .text import normalize
+
+LOG = logging.getLogger(__name__)
+
+
+def model_location(config: EncoderConfig) -> str:
+    """Where the weights are: the package's directory, a local path or the hub id."""
+    if config.package is None:
+        return config.model
+    try:
+        module = importlib.import_module(config.package)
+    except ImportError:
+        raise HiclError(
+            f"the encoder {config.preset or config.model!r} needs the Python package "
+            f"{config.package!r}; install it with: pip install 'hicl-retrieval[minilm]'"
+        ) from None
+    return str(module.get_model_path())
+
+
+def _package_version(module_name: str) -> str | None:
+    for dist in metadata.packages_distributions().get(module_name, ()):
+        return f"{dist}=={metadata.version(dist)}"
+    return None
+
+
+def _load_error(config: EncoderConfig, location: str, exc: Exception) -> HiclError:
+    local = Path(location).exists()
+    where = f"the directory {location}" if local else f"the Hugging Face hub id {location!r}"
+    hint = (
+        "check that it holds a Hugging Face model (config.json, weights, tokenizer files)"
+        if local
+        else "the hub may be unreachable from this machine: use the offline preset "
+        "'--encoder minilm', or download the model elsewhere and pass its local directory "
+        "(--encoder /path/to/model, with --pooling cls|mean|pooler)"
+    )
+    return HiclError(
+        f"cannot load the encoder from {where} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+        f"{hint}. Known presets: {', '.join(preset_names())}"
+    )
+
+
+class Encoder:
+    """Encodes post texts into unit vectors (rows of a float32 array)."""
+
+    def __init__(self, config: EncoderConfig, *, device: str = "cpu") -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        self.config = config
+        self.device = torch.device(device)
+        location = model_location(config)
+        options = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+        tokenizer_options = dict(options)
+        if config.text_normalization == "bertweet":
+            tokenizer_options["normalization"] = False  # done once per post by text.normalize
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(location, **tokenizer_options)
+            self.model = AutoModel.from_pretrained(location, **options)
+        except (OSError, ValueError, KeyError) as exc:
+            raise _load_error(config, location, exc) from exc
+        if self.tokenizer.pad_token_id is None:
+            raise HiclError(f"the tokenizer of {location} has no padding token")
+        if config.pooling == "pooler" and getattr(self.model, "pooler", None) is None:
+            raise HiclError(f"the model {location} has no pooler layer; use --pooling cls or mean")
+        self.model.to(self.device).eval()
+        self.dim = int(self.model.config.hidden_size)
+        self.revision = (
+            _package_version(config.package)
+            if config.package
+            else getattr(self.model.config, "_commit_hash", None)
+        )
+
+    def prepare(self, texts: Sequence[str]) -> list[str]:
+        """The texts as the model reads them (the preset's normalisation applied)."""
+        style = self.config.text_normalization
+        return [normalize(text, style) for text in texts]
+
+    def _pool(self, outputs, mask):
+        if self.config.pooling == "pooler":
+            return outputs.pooler_output
+        hidden = outputs.last_hidden_state  # (batch, tokens, dim)
+        if self.config.pooling == "cls":
+            return hidden[:, 0]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)  # (batch, tokens, 1)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress=None) -> np.ndarray:
+        """Vectors for `texts`, shape (len(texts), dim), float32, in input order.
+
+        `progress` is an optional tqdm bar advanced by the number of texts of each batch.
+        """
+        import torch
+
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self.tokenizer(
+            self.prepare(texts), truncation=True, max_length=self.config.max_length, padding=False
+        )["input_ids"]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
+        pad_id = self.tokenizer.pad_token_id
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                chosen = order[start : start + batch_size]
+                width = len(ids[chosen[0]])  # longest first
+                batch = np.full((len(chosen), width), pad_id, dtype=np.int64)
+                mask = np.zeros((len(chosen), width), dtype=np.int64)
+                for row, i in enumerate(chosen):
+                    batch[row, : len(ids[i])] = ids[i]
+                    mask[row, : len(ids[i])] = 1
+                input_ids = torch.from_numpy(batch).to(self.device)
+                attention = torch.from_numpy(mask).to(self.device)
+                vectors = self._pool(self.model(input_ids=input_ids, attention_mask=attention), attention)
+                if self.config.normalize_vectors:
+                    vectors = torch.nn.functional.normalize(vectors.float(), dim=-1)
+                out[chosen] = vectors.float().cpu().numpy()
+                if progress is not None:
+                    progress.update(len(chosen))
+        return out

@@ -1,0 +1,170 @@
+"""One index directory: manifest, vectors, FAISS index, post store, opened and committed here.
+
+Layout::
+
+    IDX/manifest.json   what the index is (format version, encoder, counts, files); written
+                        last and atomically, so a directory without it is never an index
+    IDX/vectors.f16     every encoded vector, float16, row = post id (for re-ranking and
+                        rebuilding the FAISS index without re-encoding)
+    IDX/faiss.index     the FAISS index, ids = post ids
+    IDX/posts.duckdb    the ``posts`` table (see store.py)
+    IDX/rejects.jsonl   rows of the corpus that were not indexed: source, line, reason
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import EncoderConfig
+from .errors import HiclError
+from .store import PostStore
+from .vectors import VectorIndex
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+VECTORS = "vectors.f16"
+FAISS_INDEX = "faiss.index"
+STORE = "posts.duckdb"
+REJECTS = "rejects.jsonl"
+_FILES = (VECTORS, FAISS_INDEX, STORE, REJECTS)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    encoder: EncoderConfig
+    dim: int
+    faiss_factory: str
+    count: int
+    """Posts in the index."""
+    vector_rows: int
+    """Rows of vectors.f16; ids run from 0 to vector_rows - 1, with gaps for dropped duplicates."""
+    model_revision: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, int] = field(default_factory=dict)
+    """Size in bytes of each file, checked on open to catch truncated copies."""
+    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    library_version: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["encoder"] = self.encoder.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        data = dict(data)
+        data["encoder"] = EncoderConfig.from_dict(data["encoder"], where="manifest encoder")
+        return cls(**data)
+
+
+def _library_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("hicl-retrieval")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class IndexDir:
+    """Paths and life cycle of one index directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @classmethod
+    def create(cls, path: str | Path, *, overwrite: bool = False) -> IndexDir:
+        """An empty directory to build into; an existing index is replaced only with `overwrite`.
+
+        The old manifest goes first, so an interrupted overwrite leaves no valid-looking index.
+        """
+        directory = cls(path)
+        if directory.path.exists() and not directory.path.is_dir():
+            raise HiclError(f"{directory.path} exists and is not a directory")
+        if directory.path.is_dir() and any(directory.path.iterdir()):
+            known = {MANIFEST, *_FILES} | {f"{name}.wal" for name in _FILES} | {f"{name}.tmp" for name in _FILES}
+            strangers = sorted(p.name for p in directory.path.iterdir() if p.name not in known)
+            if strangers:
+                raise HiclError(
+                    f"{directory.path} is not empty and holds files that are not part of an index "
+                    f"({', '.join(strangers[:5])}); choose another --out"
+                )
+            if not overwrite:
+                raise HiclError(f"{directory.path} already holds an index; pass --overwrite to replace it")
+            directory.file(MANIFEST).unlink(missing_ok=True)
+            shutil.rmtree(directory.path)
+        directory.path.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Write the manifest atomically (temporary file, fsync, rename), after every other file."""
+        files = {name: self.file(name).stat().st_size for name in _FILES if self.file(name).exists()}
+        data = {**manifest.to_dict(), "files": files, "library_version": _library_version()}
+        tmp = self.file(MANIFEST + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.file(MANIFEST))
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # make the rename itself durable
+        finally:
+            os.close(fd)
+
+    def read_manifest(self) -> Manifest:
+        """The manifest, checked against this library and the files on disk."""
+        if not self.path.is_dir():
+            raise HiclError(f"no index at {self.path}: the directory does not exist")
+        path = self.file(MANIFEST)
+        if not path.is_file():
+            raise HiclError(
+                f"{self.path} is not a complete index (no {MANIFEST}): its build did not finish. "
+                "Build it again with `hicl-retrieval build ... --out "
+                f"{self.path} --overwrite`"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            version = data.get("format_version")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+            raise HiclError(f"{path} is damaged ({exc}); rebuild the index") from None
+        if version != FORMAT_VERSION:
+            raise HiclError(
+                f"{self.path} has index format {version}, this version of hicl-retrieval reads "
+                f"format {FORMAT_VERSION}; rebuild the index with this version"
+            )
+        try:
+            manifest = Manifest.from_dict(data)
+        except (TypeError, KeyError) as exc:
+            raise HiclError(f"{path} is damaged ({exc}); rebuild the index") from None
+        for name, size in manifest.files.items():
+            actual = self.file(name).stat().st_size if self.file(name).exists() else None
+            if actual != size:
+                found = "is missing" if actual is None else f"has {actual} bytes, the manifest says {size}"
+                raise HiclError(f"{self.file(name)} {found}: the index is incomplete or damaged; rebuild it")
+        return manifest
+
+    def open_store(self, *, read_only: bool) -> PostStore:
+        return PostStore(self.file(STORE), read_only=read_only)
+
+    def open_faiss(self) -> VectorIndex:
+        return VectorIndex.load(self.file(FAISS_INDEX))
+
+    def open_vectors(self, manifest: Manifest) -> np.ndarray:
+        """vectors.f16 memory-mapped, shape (vector_rows, dim)."""
+        if manifest.vector_rows == 0:
+            return np.zeros((0, manifest.dim), dtype=np.float16)
+        return np.memmap(self.file(VECTORS), dtype=np.float16, mode="r", shape=(manifest.vector_rows, manifest.dim))

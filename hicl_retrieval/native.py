@@ -1,0 +1,44 @@
+"""The two native runtimes, torch and FAISS: load order and thread counts in one place.
+
+Both bring their own OpenMP runtime. Importing FAISS before torch can crash torch's kernels
+(faiss issue #4273), so FAISS is only ever imported through `faiss()`, which imports torch
+first. Each pool is sized to the cores this process may use; the encoder and the search never
+run at the same time, so the pools do not oversubscribe the machine.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+_threads: int | None = None
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def faiss() -> ModuleType:
+    """The `faiss` module, imported after torch."""
+    import torch  # noqa: F401  (must load first)
+    import faiss as faiss_module
+
+    return faiss_module
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Use `threads` (default: every available core) in torch and FAISS; returns the count."""
+    import torch
+
+    global _threads
+    count = threads or available_cores()
+    if count < 1:
+        raise ValueError(f"threads must be at least 1, not {count}")
+    if _threads != count:
+        torch.set_num_threads(count)
+        faiss().omp_set_num_threads(count)
+        _threads = count
+    return count

@@ -1,0 +1,166 @@
+"""Search an index: encode queries like the corpus was, find neighbours, drop copies, attach metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import native
+from .encoder import Encoder
+from .errors import HiclError
+from .index import IndexDir, Manifest
+from .text import duplicate_key, is_near_duplicate, strip_hashtags
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved post."""
+
+    id: int
+    score: float
+    """Cosine similarity to the query."""
+    text: str
+    hashtags: list[str]
+    post_id: str | None
+    author: str | None
+    created_at: datetime | None
+    retweet_of: str | None
+    source: str
+    line: int
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["created_at"] = self.created_at.isoformat() if self.created_at else None
+        return data
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The hits of one query, best first."""
+
+    query: str
+    hits: list[Hit]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "hits": [hit.to_dict() for hit in self.hits]}
+
+
+def _hit(row: dict[str, Any], score: float) -> Hit:
+    fields = {k: row[k] for k in ("text", "post_id", "author", "created_at", "retweet_of", "source", "line")}
+    return Hit(id=int(row["id"]), score=float(score), hashtags=list(row["hashtags"]), **fields)
+
+
+class _Kept:
+    """The hits accepted so far for one query, and what makes a candidate a copy of them."""
+
+    def __init__(self, query_key: str) -> None:
+        self.keys = [query_key] if query_key else []
+        self.post_ids: set[str] = set()
+        self.hits: list[Hit] = []
+
+    def is_copy(self, row: dict[str, Any]) -> bool:
+        key = row["dup_key"]
+        if any(is_near_duplicate(key, seen) for seen in self.keys):
+            return True
+        linked = {row["post_id"], row["retweet_of"]} - {None}
+        return bool(linked & self.post_ids)
+
+    def keep(self, row: dict[str, Any], score: float) -> None:
+        self.keys.append(row["dup_key"])
+        self.post_ids.update({row["post_id"], row["retweet_of"]} - {None})
+        self.hits.append(_hit(row, score))
+
+
+class Retriever:
+    """Top-k topical neighbours of posts, from one index directory.
+
+    Queries are encoded by the encoder recorded in the index's manifest, so they are always
+    encoded like the corpus. Use as a context manager, or call `close`.
+    """
+
+    def __init__(self, path: str | Path, *, encoder: Encoder | None = None, threads: int | None = None) -> None:
+        self.directory = IndexDir(path)
+        self.manifest: Manifest = self.directory.read_manifest()
+        native.set_threads(threads)
+        self.encoder = encoder or Encoder(self.manifest.encoder)
+        if self.encoder.dim != self.manifest.dim:
+            raise HiclError(
+                f"the encoder gives {self.encoder.dim}-dimensional vectors but {path} holds "
+                f"{self.manifest.dim}-dimensional ones; query with the index's own encoder"
+            )
+        self.vectors = self.directory.open_faiss()
+        self.store = self.directory.open_store(read_only=True)
+
+    def __enter__(self) -> Retriever:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __len__(self) -> int:
+        return self.vectors.size
+
+    def search(
+        self,
+        queries: str | Sequence[str],
+        k: int = 10,
+        *,
+        dedupe: bool = True,
+        strip_query_hashtags: bool = False,
+        batch_size: int = 64,
+    ) -> list[SearchResult]:
+        """The `k` best hits for each query, best first; one `SearchResult` per query.
+
+        With `dedupe` (the default) a hit is dropped when it is a copy of the query or of a
+        better hit: the same text once lower-cased and stripped of links, mentions and
+        ``RT @user:``, a truncated retweet of it, or a retweet the dump links to it. More
+        candidates are fetched until `k` hits remain or the index has no more posts.
+        `strip_query_hashtags` removes hashtags from the query text before it is encoded.
+        """
+        if isinstance(queries, str):
+            queries = [queries]
+        if k < 1:
+            raise HiclError(f"k must be at least 1, not {k}")
+        texts = [strip_hashtags(q) if strip_query_hashtags else q for q in queries]
+        vectors = self.encoder.encode(texts, batch_size=batch_size)
+        keys = [duplicate_key(q) for q in queries] if dedupe else [""] * len(queries)
+        hits = self.search_vectors(vectors, k, query_keys=keys, dedupe=dedupe)
+        return [SearchResult(query=q, hits=h) for q, h in zip(queries, hits)]
+
+    def search_vectors(
+        self, vectors: np.ndarray, k: int, *, query_keys: Sequence[str] | None = None, dedupe: bool = True
+    ) -> list[list[Hit]]:
+        """Hits for query vectors; `query_keys` are the queries' duplicate keys (see text.py)."""
+        total = len(self)
+        keys = list(query_keys) if query_keys is not None else [""] * len(vectors)
+        results: list[list[Hit]] = [[] for _ in range(len(vectors))]
+        pending = list(range(len(vectors)))
+        fetch = min(total, 2 * k + 16 if dedupe else k)
+        while pending and fetch > 0:
+            scores, ids = self.vectors.search(vectors[pending], fetch)
+            rows = self.store.fetch(np.unique(ids[ids >= 0]))
+            still = []
+            for row_of_query, query in enumerate(pending):
+                kept = _Kept(keys[query])
+                for score, post in zip(scores[row_of_query], ids[row_of_query]):
+                    row = rows.get(int(post))
+                    if row is None or (dedupe and kept.is_copy(row)):
+                        continue
+                    kept.keep(row, score)
+                    if len(kept.hits) == k:
+                        break
+                results[query] = kept.hits
+                if len(kept.hits) < k and fetch < total:
+                    still.append(query)
+            pending = still
+            fetch = min(total, fetch * 4)
+        return results
+

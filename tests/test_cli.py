@@ -1,0 +1,71 @@
+import json
+
+import pytest
+
+from hicl_retrieval.cli import main
+
+from test_index import write_corpus
+
+
+@pytest.fixture(scope="module")
+def cli_index(tmp_path_factory, tiny_hashencoder):
+    root = tmp_path_factory.mktemp("cli")
+    corpus = root / "posts.jsonl"
+    write_corpus(corpus)
+    index = root / "index"
+    code = main(["build", str(corpus), "--out", str(index), "--encoder", str(tiny_hashencoder),
+                 "--pooling", "pooler", "--quiet", "--json"])
+    assert code == 0
+    return root, index
+
+
+def test_build_prints_the_report(cli_index, capsys, tiny_hashencoder):
+    root, _ = cli_index
+    code = main(["build", str(root / "posts.jsonl"), "--out", str(root / "again"), "--encoder",
+                 str(tiny_hashencoder), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "read 65, indexed 62, rejected 2 (bad_json 1, empty_text 1), duplicate post ids 1" in out
+    assert "rejects.jsonl" in out
+
+
+def test_query_text_json_and_file(cli_index, capsys, tmp_path):
+    _, index = cli_index
+    assert main(["query", str(index), "wildfire smoke over the ridge", "-k", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["query"] == "wildfire smoke over the ridge"
+    assert len(result["hits"]) == 3
+    assert set(result["hits"][0]) >= {"id", "score", "text", "hashtags", "author", "created_at", "source", "line"}
+
+    queries = tmp_path / "queries.txt"
+    queries.write_text("football final\n\nphone launch #topic3\n", encoding="utf-8")
+    out = tmp_path / "hits.jsonl"
+    assert main(["query", str(index), "--file", str(queries), "-k", "4", "--out", str(out), "--strip-hashtags"]) == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["query"] for r in lines] == ["football final", "phone launch #topic3"]
+    assert all(len(r["hits"]) == 4 for r in lines)
+    assert capsys.readouterr().out == f"2 queries, results in {out}\n"
+
+    assert main(["query", str(index), "football final", "-k", "2"]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0] == "[1] football final" and " 1. " in text and " 2. " in text
+
+
+def test_info(cli_index, capsys):
+    _, index = cli_index
+    assert main(["info", str(index)]) == 0
+    out = capsys.readouterr().out
+    assert "posts       62" in out and "IDMap2,Flat" in out and "pooling pooler" in out
+    assert main(["info", str(index), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 62
+
+
+def test_user_errors_are_one_line_and_exit_1(cli_index, capsys, tmp_path):
+    _, index = cli_index
+    assert main(["query", str(tmp_path / "nope"), "text"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hicl-retrieval: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert main(["query", str(index)]) == 1
+    assert "either as TEXT or with --file" in capsys.readouterr().err
+    assert main(["build", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x"), "--encoder", "minilm"]) == 1
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,122 @@
+"""The encoder code path of the HICL #Encoder, exercised on a tiny model of the same shape."""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hicl_retrieval.config import MODEL_PRESET_FILE, EncoderConfig, preset_names, resolve_encoder
+from hicl_retrieval.encoder import Encoder
+from hicl_retrieval.errors import HiclError
+
+TWEETS = [
+    "@AlbertaGov the Bow River is over its banks again 😟 http://t.co/abc #yycflood",
+    "short one",
+    "Can't believe it’s snowing in June… #yyc",
+    "RT @news: Evacuation orders for High River, Canmore and parts of Calgary's downtown core tonight",
+]
+
+
+def reference_vectors(model_dir: Path, texts: list[str]) -> np.ndarray:
+    """The HICL reference recipe: tokenizer(normalization=True), one post at a time, pooler_output."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), normalization=True)
+    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    rows = []
+    with torch.no_grad():
+        for text in texts:
+            encoded = tokenizer(text, truncation=True, max_length=128, return_tensors="pt")
+            rows.append(model(**encoded).pooler_output[0].numpy())
+    rows = np.asarray(rows)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_hashencoder_preset_matches_the_reference_recipe(tiny_hashencoder, tiny_encoder):
+    assert type(tiny_encoder.tokenizer).__name__ == "BertweetTokenizer"
+    assert tiny_encoder.config.pooling == "pooler" and tiny_encoder.config.text_normalization == "bertweet"
+    ours = tiny_encoder.encode(TWEETS, batch_size=3)
+    np.testing.assert_allclose(ours, reference_vectors(tiny_hashencoder, TWEETS), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-6)
+
+
+def test_length_sorted_batches_come_back_in_input_order(tiny_encoder):
+    texts = [f"post {'word ' * (i * 7 % 23)}{i}" for i in range(40)]
+    batched = tiny_encoder.encode(texts, batch_size=8)
+    alone = np.vstack([tiny_encoder.encode([t]) for t in texts])
+    np.testing.assert_allclose(batched, alone, atol=1e-5)
+    assert tiny_encoder.encode([]).shape == (0, tiny_encoder.dim)
+
+
+def test_long_posts_are_truncated_to_max_length(tiny_encoder):
+    long_post = "flood " * 500
+    config = dataclasses.replace(tiny_encoder.config, max_length=16)
+    short = Encoder(config)
+    assert short.encode([long_post]).shape == (1, short.dim)
+    np.testing.assert_allclose(short.encode([long_post]), short.encode(["flood " * 40]), atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_other_poolings(tiny_hashencoder, pooling):
+    encoder = Encoder(resolve_encoder(str(tiny_hashencoder), pooling=pooling))
+    vectors = encoder.encode(TWEETS)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    tokens = encoder.tokenizer(TWEETS[1], return_tensors="pt")
+    with torch.no_grad():
+        hidden = encoder.model(**tokens).last_hidden_state[0]
+    expected = hidden[0] if pooling == "cls" else hidden.mean(dim=0)
+    np.testing.assert_allclose(vectors[1], (expected / expected.norm()).numpy(), atol=1e-5)
+
+
+def test_resolve_encoder_presets_files_and_directories(tiny_hashencoder, tmp_path):
+    assert {"hashencoder", "minilm"} <= set(preset_names())
+    assert resolve_encoder("hashencoder").model == "albertan017/hashencoder"
+    assert resolve_encoder("minilm", pooling="cls").pooling == "cls"
+    assert resolve_encoder("someone/some-model") == EncoderConfig(model="someone/some-model")
+    preset = tmp_path / "mine.toml"
+    preset.write_text('[encoder]\nmodel = "x/y"\npooling = "cls"\nmax_length = 64\n')
+    assert resolve_encoder(str(preset)) == EncoderConfig(model="x/y", pooling="cls", max_length=64, preset="mine")
+    plain = resolve_encoder(str(tiny_hashencoder))
+    assert (plain.model, plain.pooling) == (str(tiny_hashencoder.resolve()), "mean")
+    model_dir = tmp_path / "trained"
+    model_dir.mkdir()
+    (model_dir / MODEL_PRESET_FILE).write_text('[encoder]\nmodel = "ignored"\npooling = "cls"\ntext_normalization = "bertweet"\n')
+    own = resolve_encoder(str(model_dir))
+    assert (own.model, own.pooling, own.text_normalization) == (str(model_dir.resolve()), "cls", "bertweet")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("no-such-preset", "unknown encoder"), ("./missing.toml", "does not exist")],
+)
+def test_resolve_encoder_errors(spec, message):
+    with pytest.raises(HiclError, match=message):
+        resolve_encoder(spec)
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(HiclError, match="unknown pooling"):
+        EncoderConfig(model="x/y", pooling="max")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[encoder]\nmodel = "x/y"\npoolin = "cls"\n')
+    with pytest.raises(HiclError, match="unknown key"):
+        resolve_encoder(str(bad))
+
+
+def test_unreachable_hub_model_names_the_offline_options(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HiclError) as error:
+        Encoder(EncoderConfig(model="hicl-test/not-a-model-anywhere"))
+    assert "--encoder minilm" in str(error.value) and "local directory" in str(error.value)
+
+
+def test_missing_directory_model_is_a_clear_error(tmp_path):
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    with pytest.raises(HiclError, match="holds a Hugging Face model"):
+        Encoder(EncoderConfig(model=str(empty)))

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+
+from hicl_retrieval.text import (
+    duplicate_key,
+    extract_hashtags,
+    is_near_duplicate,
+    normalize,
+    normalize_bertweet,
+    strip_hashtags,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "tags"),
+    [
+        ("Flooding in #Calgary #yycflood!", ["#calgary", "#yycflood"]),
+        ("#Flood, #flood and #FLOOD", ["#flood"]),  # lower-cased, listed once
+        ("truncated #abflo… and #abflood...", []),  # cut off by the API
+        ("#2013 #1direction", []),  # must start with a letter
+        ("#yyc#flood #black_lives #été", []),  # ASCII letters and digits only
+        ("#" + "a" * 29 + " #" + "b" * 30, ["#" + "a" * 29]),  # at most 30 characters with '#'
+        ("C# and abc#def and &#39;quote", []),  # not inside a word or an HTML entity
+        ("(#inParens) #double!! #ok.", ["#inparens", "#ok"]),  # one trailing punctuation character only
+        ("", []),
+    ],
+)
+def test_extract_hashtags_follows_the_documented_rules(text, tags):
+    assert extract_hashtags(text) == tags
+
+
+def test_strip_hashtags_removes_exactly_the_extracted_tags():
+    assert strip_hashtags("Water everywhere #yycflood, stay safe #abflood") == "Water everywhere , stay safe"
+    assert strip_hashtags("C# is not a tag #2013") == "C# is not a tag #2013"
+
+
+def test_duplicate_key_ignores_retweet_prefix_links_mentions_and_case():
+    original = "Canmore declares state of emergency due to flooding http://t.co/abc #Alberta"
+    retweet = "RT @CBCAlerts: canmore declares STATE of emergency due to flooding https://t.co/xyz #alberta"
+    assert duplicate_key(original) == duplicate_key(retweet)
+    assert duplicate_key("@user @other http://t.co/x") == ""
+
+
+def test_truncated_retweet_is_a_near_duplicate_of_its_original():
+    original = "Incredible photos of flooding around southern Alberta, including Canmore and Bragg Creek"
+    truncated = "RT @GlobalCalgary: Incredible photos of flooding around southern Alberta, including Canm…"
+    assert is_near_duplicate(duplicate_key(original), duplicate_key(truncated))
+    # a short generic post is not a copy of every longer post that starts the same way
+    assert not is_near_duplicate(duplicate_key("thank you"), duplicate_key("thank you all for the help"))
+    # a prefix must end on a word boundary
+    assert not is_near_duplicate("flooding around southern albert", "flooding around southern alberta canmore")
+    assert not is_near_duplicate("", "")
+
+
+def test_normalize_bertweet_replaces_mentions_links_and_emoji():
+    text = "@bob look at this 😀 https://t.co/x can't believe it’s here…"
+    assert normalize_bertweet(text) == "@USER look at this :grinning_face: HTTPURL can't believe it 's here ..."
+    assert normalize("unchanged @bob", "none") == "unchanged @bob"
+    with pytest.raises(ValueError):
+        normalize("x", "unknown")
+
+
+def test_normalize_bertweet_matches_the_bertweet_tokenizer_on_real_tweets(shared_data, tiny_hashencoder):
+    from transformers import BertweetTokenizer
+
+    reference = BertweetTokenizer.from_pretrained(str(tiny_hashencoder), normalization=True)
+    lines = []
+    for name in ("emotion/train_text.txt", "irony/train_text.txt", "hate/train_text.txt"):
+        lines += Path(shared_data, "tweeteval", "datasets", name).read_text(encoding="utf-8").splitlines()[:400]
+    assert len(lines) == 1200
+    mismatches = [line for line in lines if normalize_bertweet(line) != reference.normalizeTweet(line)]
+    assert mismatches == []
