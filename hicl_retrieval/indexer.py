@@ -43,6 +43,8 @@ class BuildReport:
     """Indexed posts whose text repeats an earlier one (hidden from results by de-duplication)."""
     notes: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    load_seconds: float = 0.0
+    """Part of `seconds` spent loading the encoder model."""
     encode_seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -54,6 +56,7 @@ class BuildReport:
             "repeated_texts": self.repeated_texts,
             "notes": dict(sorted(self.notes.items())),
             "seconds": round(self.seconds, 3),
+            "load_seconds": round(self.load_seconds, 3),
             "encode_seconds": round(self.encode_seconds, 3),
         }
 
@@ -65,7 +68,8 @@ class BuildReport:
             f"read {self.read}, indexed {self.indexed}, rejected {rejected} ({reasons}), "
             f"duplicate post ids {self.duplicates}",
             f"posts repeating an earlier text: {self.repeated_texts} (kept, hidden from results)",
-            f"{self.seconds:.1f} s, {rate:.0f} posts/s; encoder {self.encode_seconds:.1f} s "
+            f"{self.seconds:.1f} s ({self.load_seconds:.1f} s loading the model), {rate:.0f} posts/s; "
+            f"encoding {self.encode_seconds:.1f} s "
             f"({100 * self.encode_seconds / self.seconds if self.seconds else 0:.0f}% of the time)",
         ]
         if self.notes:
@@ -116,10 +120,12 @@ def build_index(
     posts_in = Corpus(corpus, config.reader)
     factory = effective_factory(config.faiss_factory)
     native.set_threads(config.threads)
+    tick = time.perf_counter()
     encoder = encoder or Encoder(config.encoder)
+    load_seconds = time.perf_counter() - tick
     VectorIndex.create(encoder.dim, factory)  # a bad factory string fails before any encoding
     directory = IndexDir.create(out, overwrite=config.overwrite)
-    report = BuildReport(index=directory.path)
+    report = BuildReport(index=directory.path, load_seconds=load_seconds)
     store = directory.open_store(read_only=False)
     try:
         with (

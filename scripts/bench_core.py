@@ -69,7 +69,7 @@ def main() -> None:
         outside = report.seconds - report.encode_seconds
         print(f"build: {report.indexed} posts in {report.seconds:.1f} s = {report.indexed / report.seconds:.1f} posts/s; "
               f"encoder {report.encode_seconds:.1f} s, outside the encoder {outside:.1f} s "
-              f"({100 * outside / report.seconds:.1f}%)")
+              f"({100 * outside / report.seconds:.1f}%, of which {report.load_seconds:.1f} s loading the model)")
 
         with Retriever(Path(tmp) / "index", threads=args.threads) as retriever:
             retriever.search(queries[:5], k=args.k)  # warm-up
