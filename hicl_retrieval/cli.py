@@ -25,7 +25,10 @@ def _add_build(commands) -> None:
     build.add_argument("--pooling", choices=("cls", "mean", "pooler"), help="override the encoder's pooling")
     build.add_argument("--index", dest="faiss_factory", default="Flat",
                        help="FAISS index factory string, inner-product metric (default: Flat, exact search)")
-    build.add_argument("--overwrite", action="store_true", help="replace an existing index at --out")
+    build.add_argument("--overwrite", action="store_true", help="replace an existing index (or unfinished build) at --out")
+    build.add_argument("--resume", action="store_true",
+                       help="continue the interrupted build at --out (rerunning the same command does it too); "
+                            "fail if there is none")
     reading = build.add_argument_group("reading the corpus")
     reading.add_argument("--format", default="auto", choices=("auto", "text", "jsonl", "csv", "tsv", "parquet"),
                          help="corpus format (default: from the file name, else the content)")
@@ -73,7 +76,13 @@ def parser() -> argparse.ArgumentParser:
 
 def _build(args: argparse.Namespace) -> None:
     from .config import BuildConfig, ReaderConfig, resolve_encoder
+    from .index import IndexDir
     from .indexer import build_index
+
+    if args.resume and IndexDir(args.out).read_build_state() is None:
+        raise HiclError(f"--resume: there is no unfinished build at {args.out}")
+    if args.resume and args.overwrite:
+        raise HiclError("--resume and --overwrite contradict each other; choose one")
 
     config = BuildConfig(
         encoder=resolve_encoder(args.encoder, pooling=args.pooling),

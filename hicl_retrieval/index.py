@@ -9,6 +9,8 @@ Layout::
     IDX/faiss.index     the FAISS index, ids = post ids
     IDX/posts.duckdb    the ``posts`` table (see store.py)
     IDX/rejects.jsonl   rows of the corpus that were not indexed: source, line, reason
+    IDX/build.json      only while a build is unfinished: its inputs and settings, so that
+                        rerunning it resumes where it stopped
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ VECTORS = "vectors.f16"
 FAISS_INDEX = "faiss.index"
 STORE = "posts.duckdb"
 REJECTS = "rejects.jsonl"
+BUILD_STATE = "build.json"
 _FILES = (VECTORS, FAISS_INDEX, STORE, REJECTS)
 
 
@@ -75,6 +78,22 @@ def _library_version() -> str:
         return "unknown"
 
 
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """Temporary file, fsync, rename, fsync of the directory: readers see the old or the new file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class IndexDir:
     """Paths and life cycle of one index directory."""
 
@@ -85,45 +104,59 @@ class IndexDir:
         return self.path / name
 
     @classmethod
-    def create(cls, path: str | Path, *, overwrite: bool = False) -> IndexDir:
-        """An empty directory to build into; an existing index is replaced only with `overwrite`.
+    def for_build(cls, path: str | Path, state: dict[str, Any], *, overwrite: bool = False) -> tuple[IndexDir, bool]:
+        """The directory to build into, and whether an unfinished build of the same `state` resumes there.
 
-        The old manifest goes first, so an interrupted overwrite leaves no valid-looking index.
+        A fresh or empty directory starts a build (its `state` is written first). A directory
+        holding an unfinished build of the same corpus and settings resumes it; one of other
+        settings, or a finished index, is replaced only with `overwrite`. The old manifest goes
+        first, so an interrupted overwrite never leaves a valid-looking index.
         """
         directory = cls(path)
         if directory.path.exists() and not directory.path.is_dir():
             raise HiclError(f"{directory.path} exists and is not a directory")
         if directory.path.is_dir() and any(directory.path.iterdir()):
-            known = {MANIFEST, *_FILES} | {f"{name}.wal" for name in _FILES} | {f"{name}.tmp" for name in _FILES}
+            known = {MANIFEST, BUILD_STATE, *_FILES}
+            known |= {f"{name}.wal" for name in known} | {f"{name}.tmp" for name in known}
             strangers = sorted(p.name for p in directory.path.iterdir() if p.name not in known)
             if strangers:
                 raise HiclError(
                     f"{directory.path} is not empty and holds files that are not part of an index "
                     f"({', '.join(strangers[:5])}); choose another --out"
                 )
+            unfinished = directory.read_build_state()
             if not overwrite:
-                raise HiclError(f"{directory.path} already holds an index; pass --overwrite to replace it")
+                if directory.file(MANIFEST).exists():
+                    raise HiclError(f"{directory.path} already holds an index; pass --overwrite to replace it")
+                if unfinished == state:
+                    return directory, True
+                differs = (
+                    ", ".join(sorted(k for k in state if unfinished.get(k) != state[k]))
+                    if unfinished else "no record of its settings"
+                )
+                raise HiclError(
+                    f"{directory.path} holds an unfinished build with other inputs or settings ({differs}); "
+                    "rerun it with the same ones to resume, or pass --overwrite to start over"
+                )
             directory.file(MANIFEST).unlink(missing_ok=True)
             shutil.rmtree(directory.path)
         directory.path.mkdir(parents=True, exist_ok=True)
-        return directory
+        _write_json_atomically(directory.file(BUILD_STATE), state)
+        return directory, False
 
-    def write_manifest(self, manifest: Manifest) -> None:
-        """Write the manifest atomically (temporary file, fsync, rename), after every other file."""
+    def read_build_state(self) -> dict[str, Any] | None:
+        """The settings of the build under way here, or None."""
+        try:
+            return json.loads(self.file(BUILD_STATE).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+
+    def finish_build(self, manifest: Manifest) -> None:
+        """Commit a finished build: the manifest (atomically, after every other file), then no build state."""
         files = {name: self.file(name).stat().st_size for name in _FILES if self.file(name).exists()}
         data = {**manifest.to_dict(), "files": files, "library_version": _library_version()}
-        tmp = self.file(MANIFEST + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.file(MANIFEST))
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # make the rename itself durable
-        finally:
-            os.close(fd)
+        _write_json_atomically(self.file(MANIFEST), data)
+        self.file(BUILD_STATE).unlink(missing_ok=True)
 
     def read_manifest(self) -> Manifest:
         """The manifest, checked against this library and the files on disk."""
@@ -133,8 +166,8 @@ class IndexDir:
         if not path.is_file():
             raise HiclError(
                 f"{self.path} is not a complete index (no {MANIFEST}): its build did not finish. "
-                "Build it again with `hicl-retrieval build ... --out "
-                f"{self.path} --overwrite`"
+                "Rerun the same `hicl-retrieval build` command to resume it, or build it again "
+                "with --overwrite"
             )
         try:
             data = json.loads(path.read_text(encoding="utf-8"))

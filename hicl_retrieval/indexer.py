@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,7 +34,7 @@ _TRAIN_ROWS = 262144  # at most this many vectors train an index that needs trai
 class BuildReport:
     """What a build did; every record read is indexed, rejected or a duplicate post id."""
 
-    index: Path
+    index: Path = Path()
     read: int = 0
     indexed: int = 0
     rejected: Counter = field(default_factory=Counter)
@@ -46,6 +47,17 @@ class BuildReport:
     load_seconds: float = 0.0
     """Part of `seconds` spent loading the encoder model."""
     encode_seconds: float = 0.0
+    resumed: bool = False
+    """Whether this run continued an interrupted build (counts and times cover every run)."""
+
+    @classmethod
+    def from_stats(cls, stats: dict) -> BuildReport:
+        """The report of an interrupted build, from its last ledger row (see `as_dict`)."""
+        return cls(
+            read=stats["read"], indexed=stats["indexed"], rejected=Counter(stats["rejected"]),
+            duplicates=stats["duplicates"], repeated_texts=stats["repeated_texts"], notes=Counter(stats["notes"]),
+            seconds=stats["seconds"], encode_seconds=stats["encode_seconds"],
+        )
 
     def as_dict(self) -> dict:
         return {
@@ -58,6 +70,7 @@ class BuildReport:
             "seconds": round(self.seconds, 3),
             "load_seconds": round(self.load_seconds, 3),
             "encode_seconds": round(self.encode_seconds, 3),
+            "resumed": self.resumed,
         }
 
     def summary(self) -> str:
@@ -72,6 +85,8 @@ class BuildReport:
             f"encoding {self.encode_seconds:.1f} s "
             f"({100 * self.encode_seconds / self.seconds if self.seconds else 0:.0f}% of the time)",
         ]
+        if self.resumed:
+            lines.insert(0, "resumed an interrupted build; counts and times cover all of its runs")
         if self.notes:
             lines.append("notes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.notes.items())))
         if rejected or self.duplicates:
@@ -86,10 +101,11 @@ def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
 
 
 def _write_reject(handle, reject: Reject) -> None:
-    handle.write(json.dumps(
+    line = json.dumps(
         {"source": reject.source, "line": reject.line, "reason": reject.reason, "detail": reject.detail},
         ensure_ascii=False,
-    ) + "\n")
+    )
+    handle.write(line.encode("utf-8") + b"\n")
 
 
 def _rows(posts: Sequence[Post], first_id: int) -> dict[str, list]:
@@ -107,14 +123,46 @@ def _rows(posts: Sequence[Post], first_id: int) -> dict[str, list]:
     }
 
 
+def _build_state(posts_in: Corpus, encoder: Encoder, config: BuildConfig, factory: str) -> dict:
+    """What must not change between an interrupted build and its resumption."""
+    files = []
+    for file in posts_in.files:
+        stat = file.path.stat()
+        files.append({"path": str(file.path.resolve()), "format": file.format,
+                      "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    return {
+        "corpus": files,
+        "reader": dataclasses.asdict(config.reader),
+        "encoder": encoder.config.to_dict(),
+        "faiss_factory": factory,
+    }
+
+
+def _truncate(path: Path, size: int) -> None:
+    """Cut `path` back to `size` bytes: what an interrupted chunk wrote past its last commit."""
+    with open(path, "ab") as handle:
+        handle.truncate(size)
+
+
+def _sync(handle) -> int:
+    handle.flush()
+    os.fsync(handle.fileno())
+    return handle.tell()
+
+
 def build_index(
     corpus: Sequence[str | Path], out: str | Path, config: BuildConfig, *, encoder: Encoder | None = None
 ) -> BuildReport:
     """Index every good post of the `corpus` files into the directory `out`.
 
     Input files are checked (existence, format, columns) before anything is written. Posts
-    are read, encoded and stored `config.chunk_size` at a time, so memory stays bounded;
-    the FAISS index and, last, the manifest are written at the end.
+    are read, encoded and stored `config.chunk_size` at a time, so memory stays bounded.
+    Each chunk is durable once committed: its vectors and rejects are synced to disk, then its
+    posts and a ledger row (records consumed, vector rows, rejects size) are committed in one
+    DuckDB transaction. A build that stops anywhere (even ``kill -9``) resumes when run again
+    with the same inputs and settings: files are cut back to the last committed chunk and
+    reading resumes after the last record it covered, so no post is lost or stored twice.
+    The FAISS index and, last, the manifest are written at the end.
     """
     started = time.perf_counter()
     posts_in = Corpus(corpus, config.reader)
@@ -124,17 +172,28 @@ def build_index(
     encoder = encoder or Encoder(config.encoder)
     load_seconds = time.perf_counter() - tick
     VectorIndex.create(encoder.dim, factory)  # a bad factory string fails before any encoding
-    directory = IndexDir.create(out, overwrite=config.overwrite)
-    report = BuildReport(index=directory.path, load_seconds=load_seconds)
+    state = _build_state(posts_in, encoder, config, factory)
+    directory, resuming = IndexDir.for_build(out, state, overwrite=config.overwrite)
     store = directory.open_store(read_only=False)
     try:
+        ledger = store.ledger()
+        last = ledger[-1] if ledger else {"chunk": -1, "records": 0, "vector_rows": 0, "rejects_bytes": 0}
+        report = BuildReport.from_stats(json.loads(last["stats"])) if ledger else BuildReport()
+        report.index, report.load_seconds, report.resumed = directory.path, load_seconds, resuming
+        earlier_seconds = report.seconds
+        next_id, chunk_number = last["vector_rows"], max((row["chunk"] for row in ledger), default=-1) + 1
+        _truncate(directory.file(VECTORS), next_id * encoder.dim * 2)
+        _truncate(directory.file(REJECTS), last["rejects_bytes"])
+        if resuming:
+            LOG.info("resuming %s after %d records (%d posts)", directory.path, last["records"], next_id)
+        finished = bool(ledger) and ledger[-1]["chunk"] == -1
         with (
-            open(directory.file(REJECTS), "w", encoding="utf-8") as rejects,
-            open(directory.file(VECTORS), "wb") as vectors_out,
-            tqdm(desc="encoding", unit=" posts", disable=not config.progress) as bar,
+            open(directory.file(REJECTS), "ab") as rejects,
+            open(directory.file(VECTORS), "ab") as vectors_out,
+            tqdm(desc="encoding", unit=" posts", initial=next_id, disable=not config.progress) as bar,
         ):
-            next_id = 0
-            for chunk in _chunks(posts_in, config.chunk_size):
+            records = itertools.islice(posts_in, last["records"], None)
+            for chunk in (() if finished else _chunks(records, config.chunk_size)):
                 posts = [r for r in chunk if isinstance(r, Post)]
                 for record in chunk:
                     if isinstance(record, Reject):
@@ -147,13 +206,23 @@ def build_index(
                 vectors = encoder.encode([p.text for p in posts], batch_size=config.batch_size, progress=bar)
                 report.encode_seconds += time.perf_counter() - tick
                 vectors.astype(np.float16).tofile(vectors_out)
-                store.insert(_rows(posts, next_id))
+                rows = _rows(posts, next_id)
                 next_id += len(posts)
-            repeated = store.repeated_post_ids()
-            for _, post_id, source, line in repeated:
-                _write_reject(rejects, Reject(source, line, DUPLICATE_POST_ID, f"post id {post_id} appeared earlier"))
-            store.delete([row[0] for row in repeated])
-            report.duplicates = len(repeated)
+                report.seconds = earlier_seconds + time.perf_counter() - started
+                store.commit_chunk(rows, {
+                    "chunk": chunk_number, "records": report.read, "vector_rows": _sync(vectors_out) // (2 * encoder.dim),
+                    "rejects_bytes": _sync(rejects), "stats": json.dumps(report.as_dict()),
+                })
+                chunk_number += 1
+            if not finished:
+                repeated = store.repeated_post_ids()
+                for _, post_id, source, line in repeated:
+                    _write_reject(rejects, Reject(source, line, DUPLICATE_POST_ID, f"post id {post_id} appeared earlier"))
+                report.duplicates = len(repeated)
+                store.commit_chunk(_rows([], next_id), {
+                    "chunk": -1, "records": report.read, "vector_rows": next_id,
+                    "rejects_bytes": _sync(rejects), "stats": json.dumps(report.as_dict()),
+                }, delete=[row[0] for row in repeated])
         report.indexed = store.count()
         report.repeated_texts = store.repeated_texts()
         ids = store.ids()
@@ -172,8 +241,8 @@ def build_index(
     vectors = directory.open_vectors(manifest)
     index = _faiss_index(vectors, ids, factory, encoder.dim)
     index.save(directory.file(FAISS_INDEX))
-    report.seconds = time.perf_counter() - started
-    directory.write_manifest(dataclasses.replace(manifest, stats=report.as_dict()))
+    report.seconds = earlier_seconds + time.perf_counter() - started
+    directory.finish_build(dataclasses.replace(manifest, stats=report.as_dict()))
     return report
 
 

@@ -22,6 +22,17 @@ CREATE TABLE IF NOT EXISTS posts (
     line BIGINT NOT NULL        -- its line (row, for Parquet) in that file, from 1
 )
 """
+# One row per committed chunk of a build (and one, chunk -1, for its final de-duplication):
+# how far the build got, so that an interrupted build resumes exactly there.
+LEDGER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS build_ledger (
+    chunk INTEGER PRIMARY KEY,
+    records BIGINT NOT NULL,        -- corpus records consumed so far (posts and rejects)
+    vector_rows BIGINT NOT NULL,    -- rows of vectors.f16 so far
+    rejects_bytes BIGINT NOT NULL,  -- size of rejects.jsonl so far
+    stats VARCHAR NOT NULL          -- the build report so far, JSON
+)
+"""
 COLUMNS = ("id", "post_id", "text", "hashtags", "author", "created_at", "retweet_of", "dup_key", "source", "line")
 
 
@@ -37,6 +48,32 @@ class PostStore:
             raise HiclError(f"cannot open the post store {path}: {exc}") from None
         if not read_only:
             self.con.execute(SCHEMA)
+            self.con.execute(LEDGER_SCHEMA)
+
+    def commit_chunk(self, rows: dict[str, Sequence[Any]], ledger: dict[str, Any], delete: Sequence[int] = ()) -> None:
+        """In one transaction: append `rows`, delete the ids `delete`, record the ledger row."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            if rows["id"]:
+                self.insert(rows)
+            self.delete(delete)
+            self.con.execute(
+                "INSERT INTO build_ledger VALUES (?, ?, ?, ?, ?)",
+                [ledger["chunk"], ledger["records"], ledger["vector_rows"], ledger["rejects_bytes"], ledger["stats"]],
+            )
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def ledger(self) -> list[dict[str, Any]]:
+        """The committed chunks of the build, in order (the final de-duplication, chunk -1, last)."""
+        cursor = self.con.execute(
+            "SELECT chunk, records, vector_rows, rejects_bytes, stats FROM build_ledger "
+            "ORDER BY chunk < 0, chunk"
+        )
+        names = ("chunk", "records", "vector_rows", "rejects_bytes", "stats")
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def insert(self, rows: dict[str, Sequence[Any]]) -> None:
         """Append rows given column-wise (every name of `COLUMNS`, equal lengths)."""

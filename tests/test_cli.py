@@ -69,3 +69,12 @@ def test_user_errors_are_one_line_and_exit_1(cli_index, capsys, tmp_path):
     assert "either as TEXT or with --file" in capsys.readouterr().err
     assert main(["build", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "x"), "--encoder", "minilm"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_resume_flag_needs_an_unfinished_build(cli_index, capsys, tiny_hashencoder):
+    root, index = cli_index
+    args = ["build", str(root / "posts.jsonl"), "--out", str(index), "--encoder", str(tiny_hashencoder),
+            "--pooling", "pooler", "--quiet", "--resume"]
+    assert main(args) == 1
+    assert "no unfinished build" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 1

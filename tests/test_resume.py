@@ -1,0 +1,135 @@
+"""Interrupted builds resume without losing or duplicating posts."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hicl_retrieval import BuildConfig, HiclError, build_index
+from hicl_retrieval.index import BUILD_STATE, MANIFEST, IndexDir
+
+from test_index import TOPICS, write_corpus
+
+
+def write_big_corpus(path: Path, posts: int) -> None:
+    lines = []
+    for i in range(posts):
+        lines.append(json.dumps({"id": str(i), "text": f"{TOPICS[i % 5]} story {i} from reporter {i % 13}"}))
+        if i % 500 == 7:
+            lines.append("{broken json line")
+        if i % 700 == 3:
+            lines.append(json.dumps({"id": str(i), "text": "the same post id again"}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def index_contents(path: Path) -> tuple[dict, Counter, dict]:
+    directory = IndexDir(path)
+    manifest = directory.read_manifest()
+    vectors = directory.open_vectors(manifest)
+    store = directory.open_store(read_only=True)
+    try:
+        rows = store.con.execute("SELECT id, post_id, text, source, line FROM posts ORDER BY id").fetchall()
+    finally:
+        store.close()
+    posts = {(post_id, text, source, line): vectors[i].astype(np.float32) for i, post_id, text, source, line in rows}
+    assert len(posts) == len(rows) == manifest.count == directory.open_faiss().size
+    rejects = Counter(directory.file("rejects.jsonl").read_text(encoding="utf-8").splitlines())
+    stats = {k: manifest.stats[k] for k in ("read", "indexed", "rejected", "duplicates", "repeated_texts")}
+    return posts, rejects, stats
+
+
+@pytest.mark.slow
+def test_kill_9_at_several_points_then_rerun_gives_the_uninterrupted_index(tmp_path, tiny_hashencoder):
+    corpus = tmp_path / "posts.jsonl"
+    total = 6000
+    write_big_corpus(corpus, total)
+
+    def command(out: Path) -> list[str]:
+        return [sys.executable, "-m", "hicl_retrieval.cli", "build", str(corpus), "--out", str(out),
+                "--encoder", str(tiny_hashencoder), "--pooling", "pooler", "--chunk-size", "32",
+                "--threads", "1", "--quiet"]
+
+    reference = tmp_path / "reference"
+    subprocess.run(command(reference), check=True, capture_output=True)
+
+    interrupted = tmp_path / "interrupted"
+    row_bytes = 2 * 32  # float16 x the tiny model's 32 dimensions
+    kills = 0
+    for fraction in (0.05, 0.3, 0.55, 0.8, 0.97):
+        process = subprocess.Popen(command(interrupted), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        vectors = interrupted / "vectors.f16"
+        while process.poll() is None:
+            if vectors.exists() and vectors.stat().st_size >= fraction * total * row_bytes:
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        process.wait()
+        if process.returncode == -signal.SIGKILL and not (interrupted / MANIFEST).exists():
+            kills += 1
+            assert (interrupted / BUILD_STATE).exists()
+    assert kills >= 4  # the build was really cut off, several times, at different points
+    finished = subprocess.run(command(interrupted), capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert "resumed an interrupted build" in finished.stdout
+    assert not (interrupted / BUILD_STATE).exists()
+
+    ref_posts, ref_rejects, ref_stats = index_contents(reference)
+    got_posts, got_rejects, got_stats = index_contents(interrupted)
+    assert got_stats == ref_stats
+    assert ref_stats["indexed"] == total and ref_stats["duplicates"] == 9
+    assert got_posts.keys() == ref_posts.keys()
+    for key, vector in ref_posts.items():
+        np.testing.assert_allclose(got_posts[key], vector, atol=2e-3)
+    assert got_rejects == ref_rejects
+
+
+def test_a_failed_build_resumes_on_rerun_and_other_settings_are_refused(tiny_encoder, tmp_path, monkeypatch):
+    from hicl_retrieval import indexer
+
+    corpus = tmp_path / "posts.jsonl"
+    write_corpus(corpus)
+    config = BuildConfig(encoder=tiny_encoder.config, progress=False, chunk_size=16)
+    full = build_index([corpus], tmp_path / "full", config, encoder=tiny_encoder)
+    out = tmp_path / "index"
+
+    calls = []
+    encode = tiny_encoder.encode
+
+    def failing_encode(texts, **options):
+        calls.append(len(texts))
+        if len(calls) == 3:
+            raise RuntimeError("stopped in the third chunk")
+        return encode(texts, **options)
+
+    monkeypatch.setattr(tiny_encoder, "encode", failing_encode)
+    with pytest.raises(RuntimeError, match="third chunk"):
+        build_index([corpus], out, config, encoder=tiny_encoder)
+    monkeypatch.undo()
+    assert (out / BUILD_STATE).exists() and not (out / MANIFEST).exists()
+    with pytest.raises(HiclError, match="not a complete index"):
+        IndexDir(out).read_manifest()
+
+    def failing_index(*args):
+        raise RuntimeError("stopped while building the FAISS index")
+
+    monkeypatch.setattr(indexer, "_faiss_index", failing_index)
+    with pytest.raises(RuntimeError, match="FAISS"):
+        build_index([corpus], out, config, encoder=tiny_encoder)  # resumes, then fails at the end
+    monkeypatch.undo()
+
+    other = BuildConfig(encoder=tiny_encoder.config, progress=False, faiss_factory="HNSW8")
+    with pytest.raises(HiclError, match="faiss_factory"):
+        build_index([corpus], out, other, encoder=tiny_encoder)
+    resumed = build_index([corpus], out, config, encoder=tiny_encoder)
+    assert resumed.resumed
+    assert (resumed.read, resumed.indexed, resumed.duplicates, dict(resumed.rejected)) == (
+        full.read, full.indexed, full.duplicates, dict(full.rejected)
+    )
+    got, want = index_contents(out), index_contents(tmp_path / "full")
+    assert got[0].keys() == want[0].keys() and got[1:] == want[1:]
