@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from .config import BuildConfig, EncoderConfig, ReaderConfig, resolve_encoder
 from .errors import HiclError
+from .filters import Condition, Filter
 
 if TYPE_CHECKING:
     from .encoder import Encoder
@@ -35,7 +36,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "BuildConfig", "BuildReport", "Encoder", "EncoderConfig", "HiclError", "Hit", "ReaderConfig",
+    "BuildConfig", "BuildReport", "Condition", "Filter", "Encoder", "EncoderConfig", "HiclError", "Hit", "ReaderConfig",
     "Retriever", "SearchResult", "build_index", "resolve_encoder",
 ]
 

@@ -60,6 +60,18 @@ def _add_query(commands) -> None:
     query.add_argument("--no-dedupe", action="store_true",
                        help="keep copies of the query and of better hits (retweets, same text)")
     query.add_argument("--threads", type=int, help="CPU threads for torch and FAISS (default: all cores)")
+    filters = query.add_argument_group("filters (combined with AND; options that take a name may be repeated)")
+    filters.add_argument("--has-hashtag", action="append", default=[], metavar="TAG", help="hits carry this hashtag")
+    filters.add_argument("--lacks-hashtag", action="append", default=[], metavar="TAG", help="hits lack this hashtag")
+    filters.add_argument("--author", action="append", default=[], metavar="NAME", help="hits by one of these authors")
+    filters.add_argument("--exclude-author", action="append", default=[], metavar="NAME",
+                         help="no hits by these authors")
+    filters.add_argument("--since", metavar="TIME", help="hits created at or after TIME (ISO 8601, UTC)")
+    filters.add_argument("--until", metavar="TIME", help="hits created before TIME (ISO 8601, UTC)")
+    filters.add_argument("--source", action="append", default=[], metavar="FILE",
+                         help="hits from this corpus file (full path or file name)")
+    filters.add_argument("--exclude-source", action="append", default=[], metavar="FILE",
+                         help="no hits from this corpus file")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -121,12 +133,18 @@ def _queries(args: argparse.Namespace) -> list[str]:
 
 
 def _query(args: argparse.Namespace) -> None:
+    from .filters import from_options
     from .retriever import Retriever
 
     queries = _queries(args)
+    where = from_options(
+        has_hashtags=args.has_hashtag, lacks_hashtags=args.lacks_hashtag, authors=args.author,
+        exclude_authors=args.exclude_author, since=args.since, until=args.until,
+        sources=args.source, exclude_sources=args.exclude_source,
+    )
     with Retriever(args.index, threads=args.threads) as retriever:
         results = retriever.search(
-            queries, k=args.k, dedupe=not args.no_dedupe, strip_query_hashtags=args.strip_hashtags
+            queries, k=args.k, dedupe=not args.no_dedupe, strip_query_hashtags=args.strip_hashtags, filter=where
         )
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:

@@ -13,8 +13,14 @@ import numpy as np
 from . import native
 from .encoder import Encoder
 from .errors import HiclError
+from .filters import Filter
 from .index import IndexDir, Manifest
 from .text import duplicate_key, is_near_duplicate, strip_hashtags
+from .vectors import exact_search
+
+# A filtered search on an approximate index scans the matching posts' float16 vectors exactly
+# when there are at most this many: a graph or inverted-list index loses recall on small subsets.
+EXACT_SUBSET_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,21 @@ class Retriever:
     def close(self) -> None:
         self.store.close()
 
+    def _searcher(self, filter: Filter | None):
+        """(search function, number of posts it can return) for an optional filter.
+
+        Filters become a parameterised DuckDB query for the matching ids, then a FAISS
+        IDSelector on an exact index, or an exact scan of those posts' stored vectors when an
+        approximate index would have to find them among many others.
+        """
+        if not filter:
+            return self.vectors.search, len(self)
+        subset = self.store.matching_ids(*filter.to_sql(self.store.sources()))
+        if self.vectors.is_exact or len(subset) > EXACT_SUBSET_ROWS:
+            return (lambda queries, k: self.vectors.search(queries, k, subset=subset)), len(subset)
+        stored = self.directory.open_vectors(self.manifest)
+        return (lambda queries, k: exact_search(stored, subset, queries, k)), len(subset)
+
     def __len__(self) -> int:
         return self.vectors.size
 
@@ -115,6 +136,7 @@ class Retriever:
         *,
         dedupe: bool = True,
         strip_query_hashtags: bool = False,
+        filter: Filter | None = None,
         batch_size: int = 64,
     ) -> list[SearchResult]:
         """The `k` best hits for each query, best first; one `SearchResult` per query.
@@ -124,6 +146,8 @@ class Retriever:
         ``RT @user:``, a truncated retweet of it, or a retweet the dump links to it. More
         candidates are fetched until `k` hits remain or the index has no more posts.
         `strip_query_hashtags` removes hashtags from the query text before it is encoded.
+        `filter` keeps only posts meeting all its conditions; k hits come back whenever k
+        matching posts exist.
         """
         if isinstance(queries, str):
             queries = [queries]
@@ -132,20 +156,26 @@ class Retriever:
         texts = [strip_hashtags(q) if strip_query_hashtags else q for q in queries]
         vectors = self.encoder.encode(texts, batch_size=batch_size)
         keys = [duplicate_key(q) for q in queries] if dedupe else [""] * len(queries)
-        hits = self.search_vectors(vectors, k, query_keys=keys, dedupe=dedupe)
+        hits = self.search_vectors(vectors, k, query_keys=keys, dedupe=dedupe, filter=filter)
         return [SearchResult(query=q, hits=h) for q, h in zip(queries, hits)]
 
     def search_vectors(
-        self, vectors: np.ndarray, k: int, *, query_keys: Sequence[str] | None = None, dedupe: bool = True
+        self,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        query_keys: Sequence[str] | None = None,
+        dedupe: bool = True,
+        filter: Filter | None = None,
     ) -> list[list[Hit]]:
         """Hits for query vectors; `query_keys` are the queries' duplicate keys (see text.py)."""
-        total = len(self)
+        search, total = self._searcher(filter)
         keys = list(query_keys) if query_keys is not None else [""] * len(vectors)
         results: list[list[Hit]] = [[] for _ in range(len(vectors))]
         pending = list(range(len(vectors)))
         fetch = min(total, 2 * k + 16 if dedupe else k)
         while pending and fetch > 0:
-            scores, ids = self.vectors.search(vectors[pending], fetch)
+            scores, ids = search(vectors[pending], fetch)
             rows = self.store.fetch(np.unique(ids[ids >= 0]))
             still = []
             for row_of_query, query in enumerate(pending):

@@ -58,9 +58,40 @@ class VectorIndex:
             np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64)
         )
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids), each of shape (len(queries), k); id -1 where fewer than k exist."""
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    @property
+    def is_exact(self) -> bool:
+        """Whether search compares the query with every vector (a flat index)."""
+        faiss = native.faiss()
+        inner = faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap) else self.index
+        return type(inner) in (faiss.IndexFlat, faiss.IndexFlatIP, faiss.IndexFlatL2)
+
+    def search(
+        self, queries: np.ndarray, k: int, *, subset: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each of shape (len(queries), k); id -1 where fewer than k exist.
+
+        `subset` (sorted ids) restricts the search to those posts through a FAISS IDSelector.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if subset is None:
+            return self.index.search(queries, k)
+        selector = native.faiss().IDSelectorBatch(np.ascontiguousarray(subset, dtype=np.int64))
+        return self.index.search(queries, k, params=self._parameters(selector))
+
+    def _parameters(self, selector):
+        """Search parameters of the index's own kind (keeping its efSearch / nprobe) with `selector`."""
+        faiss = native.faiss()
+        inner = faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap) else self.index
+        if isinstance(inner, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW(sel=selector)
+            params.efSearch = inner.hnsw.efSearch
+        elif isinstance(inner, faiss.IndexIVF):
+            params = faiss.SearchParametersIVF(sel=selector)
+            params.nprobe = inner.nprobe
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        params.selector_ref = selector  # keep the selector alive as long as the parameters
+        return params
 
     def save(self, path: Path) -> None:
         """Write to `path` atomically: a reader sees the old file or the new one, never half."""
@@ -69,3 +100,27 @@ class VectorIndex:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+
+
+def exact_search(
+    vectors: np.ndarray, subset: np.ndarray, queries: np.ndarray, k: int, *, rows: int = 65536
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact inner-product top-k of `queries` among the rows `subset` of `vectors` (float16 on disk).
+
+    Used where an approximate index would lose recall on a small subset. Reads `rows` vectors
+    at a time, so memory stays bounded. Same output shape as `VectorIndex.search`.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(k, len(subset))
+    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_ids = np.full((len(queries), k), -1, dtype=np.int64)
+    for start in range(0, len(subset), rows):
+        ids = subset[start : start + rows]
+        scores = queries @ vectors[ids].astype(np.float32).T  # (queries, rows)
+        scores = np.concatenate([best_scores, scores], axis=1)
+        candidates = np.concatenate([best_ids, np.broadcast_to(ids, (len(queries), len(ids)))], axis=1)
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # scores has k + len(ids) columns
+        best_scores = np.take_along_axis(scores, top, axis=1)
+        best_ids = np.take_along_axis(candidates, top, axis=1)
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    return np.take_along_axis(best_scores, order, axis=1), np.take_along_axis(best_ids, order, axis=1)

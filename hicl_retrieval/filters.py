@@ -1,0 +1,116 @@
+"""Search filters as data: conditions on post metadata, combined with AND.
+
+Each condition is (field, operator, value) from a fixed list, and becomes a fixed SQL template
+with the value as a query parameter: the user's text never becomes SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .errors import HiclError
+
+# (field, operator) -> SQL template; "?" is the condition's value, bound as a parameter.
+_TEMPLATES = {
+    ("hashtag", "has"): "list_contains(hashtags, ?)",
+    ("hashtag", "lacks"): "NOT list_contains(hashtags, ?)",
+    ("author", "in"): "author IN (SELECT unnest(?::VARCHAR[]))",
+    ("author", "not_in"): "(author IS NULL OR author NOT IN (SELECT unnest(?::VARCHAR[])))",
+    ("created_at", ">="): "created_at >= ?",
+    ("created_at", "<"): "created_at < ?",
+    ("source", "in"): "source IN (SELECT unnest(?::VARCHAR[]))",
+    ("source", "not_in"): "source NOT IN (SELECT unnest(?::VARCHAR[]))",
+}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition on a post: ``Condition("hashtag", "has", "#flood")``."""
+
+    field: str
+    op: str
+    value: Any
+
+    def __post_init__(self) -> None:
+        if (self.field, self.op) not in _TEMPLATES:
+            known = ", ".join(f"{f} {o}" for f, o in _TEMPLATES)
+            raise HiclError(f"unknown filter '{self.field} {self.op}'; known: {known}")
+        if self.field == "hashtag":
+            if not isinstance(self.value, str) or not self.value.strip("#"):
+                raise HiclError(f"a hashtag filter needs a tag, not {self.value!r}")
+            object.__setattr__(self, "value", "#" + self.value.strip().lstrip("#").lower())
+        elif self.field in ("author", "source"):
+            values = [self.value] if isinstance(self.value, str) else list(self.value)
+            if not values or not all(isinstance(v, str) for v in values):
+                raise HiclError(f"a {self.field} filter needs one or more names, not {self.value!r}")
+            object.__setattr__(self, "value", tuple(v.lstrip("@") if self.field == "author" else v for v in values))
+        elif not isinstance(self.value, datetime):
+            raise HiclError(f"a created_at filter needs a datetime, not {self.value!r}")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Conditions that a hit must all meet."""
+
+    conditions: tuple[Condition, ...] = ()
+
+    @classmethod
+    def of(cls, *conditions: Condition) -> Filter:
+        return cls(tuple(conditions))
+
+    def __bool__(self) -> bool:
+        return bool(self.conditions)
+
+    def to_sql(self, sources: Sequence[str] = ()) -> tuple[str, list[Any]]:
+        """A WHERE clause and its parameters.
+
+        Source names are matched against the index's `sources` by full path or by file name,
+        so ``--source tweets.jsonl`` finds ``/data/dumps/tweets.jsonl``.
+        """
+        clauses, params = [], []
+        for condition in self.conditions:
+            value = condition.value
+            if condition.field == "source":
+                value = [s for s in sources if s in value or s.rsplit("/", 1)[-1] in value]
+            clauses.append(_TEMPLATES[(condition.field, condition.op)])
+            params.append(list(value) if isinstance(value, tuple) else value)
+        return " AND ".join(clauses) or "TRUE", params
+
+
+def from_options(
+    *,
+    has_hashtags: Sequence[str] = (),
+    lacks_hashtags: Sequence[str] = (),
+    authors: Sequence[str] = (),
+    exclude_authors: Sequence[str] = (),
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    sources: Sequence[str] = (),
+    exclude_sources: Sequence[str] = (),
+) -> Filter:
+    """A filter from command-line style options; `since` is inclusive, `until` exclusive (UTC)."""
+    conditions = [Condition("hashtag", "has", tag) for tag in has_hashtags]
+    conditions += [Condition("hashtag", "lacks", tag) for tag in lacks_hashtags]
+    for values, field, op in ((authors, "author", "in"), (exclude_authors, "author", "not_in"),
+                              (sources, "source", "in"), (exclude_sources, "source", "not_in")):
+        if values:
+            conditions.append(Condition(field, op, tuple(values)))
+    for value, op in ((since, ">="), (until, "<")):
+        if value is not None:
+            conditions.append(Condition("created_at", op, _time(value)))
+    return Filter(tuple(conditions))
+
+
+def _time(value: str | datetime) -> datetime:
+    from .corpus import parse_time
+
+    try:
+        moment = parse_time(value)
+    except (ValueError, OverflowError):
+        moment = None
+    if moment is None:
+        raise HiclError(f"not a date or time: {value!r}; use ISO 8601, e.g. 2024-06-01 or 2024-06-01T12:00:00Z")
+    return moment

@@ -1,0 +1,119 @@
+"""Filtered search: conditions as data, parameterised SQL, k hits whenever k posts match."""
+
+import json
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from hicl_retrieval import BuildConfig, Condition, Filter, HiclError, Retriever, build_index
+from hicl_retrieval.cli import main
+from hicl_retrieval.filters import from_options
+from hicl_retrieval.text import extract_hashtags
+
+from test_index import TOPICS
+
+
+def write_posts(path, count):
+    rows = []
+    for i in range(count):
+        rows.append({"id": str(i), "text": f"{TOPICS[i % 5]} note {i} #topic{i % 5}" + (" #rare" if i % 97 == 0 else ""),
+                     "author": f"user{i % 7}", "created_at": f"2024-05-{1 + i % 28:02d}T10:00:00Z"})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return rows
+
+
+@pytest.fixture(scope="module")
+def indexes(tmp_path_factory, tiny_encoder):
+    root = tmp_path_factory.mktemp("filters")
+    rows = write_posts(root / "a.jsonl", 1500)
+    (root / "b.jsonl").write_text(json.dumps({"id": "b1", "text": "wildfire smoke from file b", "author": "zed"}) + "\n")
+    built = {}
+    for factory in ("Flat", "HNSW8"):
+        config = BuildConfig(encoder=tiny_encoder.config, progress=False, faiss_factory=factory)
+        build_index([root / "a.jsonl", root / "b.jsonl"], root / factory, config, encoder=tiny_encoder)
+        built[factory] = root / factory
+    return built, rows, root
+
+
+def matches(row, tag=None, authors=None, since=None):
+    created = datetime.fromisoformat(row["created_at"].replace("Z", ""))
+    return ((tag is None or tag in extract_hashtags(row["text"]))
+            and (authors is None or row["author"] in authors)
+            and (since is None or created >= since))
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW8"])
+def test_filtered_hits_meet_every_condition_and_fill_k(indexes, tiny_encoder, factory):
+    built, rows, _ = indexes
+    where = from_options(has_hashtags=["topic2"], authors=["user3", "@user4"], since="2024-05-10")
+    expected = {r["id"] for r in rows if matches(r, "#topic2", {"user3", "user4"}, datetime(2024, 5, 10))}
+    with Retriever(built[factory], encoder=tiny_encoder) as retriever:
+        hits = retriever.search("football final", k=10, filter=where, dedupe=False)[0].hits
+        assert len(hits) == 10
+        assert {h.post_id for h in hits} <= expected
+        every = retriever.search("football final", k=1000, filter=where, dedupe=False)[0].hits
+        assert {h.post_id for h in every} == expected  # all of them, even from an approximate index
+        rare = retriever.search("phone launch", k=20, filter=Filter.of(Condition("hashtag", "has", "#RARE")))[0].hits
+        assert sorted(h.post_id for h in rare) == sorted(r["id"] for r in rows if "#rare" in r["text"])
+        assert retriever.search("x", k=5, filter=from_options(has_hashtags=["nosuchtag"]))[0].hits == []
+
+
+def test_approximate_filtered_search_equals_exact_filtered_search(indexes, tiny_encoder):
+    built, _, _ = indexes
+    where = from_options(lacks_hashtags=["topic0"], exclude_authors=["user1"], until="2024-05-20")
+    queries = ["river flooding", "new phone", "debate tonight", "smoke on the ridge"]
+    with Retriever(built["Flat"], encoder=tiny_encoder) as flat, Retriever(built["HNSW8"], encoder=tiny_encoder) as hnsw:
+        assert flat.vectors.is_exact and not hnsw.vectors.is_exact
+        for a, b in zip(flat.search(queries, k=10, filter=where), hnsw.search(queries, k=10, filter=where)):
+            assert [h.id for h in a.hits] == [h.id for h in b.hits]
+            np.testing.assert_allclose([h.score for h in a.hits], [h.score for h in b.hits], atol=1e-5)
+
+
+def test_source_filter_by_file_name_or_path(indexes, tiny_encoder):
+    built, _, root = indexes
+    with Retriever(built["Flat"], encoder=tiny_encoder) as retriever:
+        only_b = retriever.search("smoke", k=5, filter=from_options(sources=["b.jsonl"]))[0].hits
+        assert [h.post_id for h in only_b] == ["b1"]
+        by_path = retriever.search("smoke", k=5, filter=from_options(sources=[str(root / "b.jsonl")]))[0].hits
+        assert [h.post_id for h in by_path] == ["b1"]
+        not_b = retriever.search("smoke", k=50, filter=from_options(exclude_sources=["b.jsonl"]))[0].hits
+        assert len(not_b) == 50 and "b1" not in {h.post_id for h in not_b}
+
+
+def test_user_values_never_become_sql(indexes, tiny_encoder):
+    built, _, _ = indexes
+    hostile = "x') OR TRUE; DROP TABLE posts; --"
+    with Retriever(built["Flat"], encoder=tiny_encoder) as retriever:
+        for where in (from_options(authors=[hostile]), from_options(has_hashtags=[hostile.replace(" ", "")]),
+                      from_options(sources=[hostile])):
+            assert retriever.search("anything", k=5, filter=where)[0].hits == []
+        assert retriever.store.count() == 1501
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("hashtag", "near", "#x"), "unknown filter"),
+        (("hashtag", "has", "#"), "needs a tag"),
+        (("author", "in", []), "one or more names"),
+        (("created_at", ">=", "2024-01-01"), "needs a datetime"),
+    ],
+)
+def test_bad_conditions_are_refused(args, message):
+    with pytest.raises(HiclError, match=message):
+        Condition(*args)
+    with pytest.raises(HiclError, match="not a date"):
+        from_options(since="last tuesday")
+
+
+def test_cli_filters(indexes, capsys):
+    built, _, _ = indexes
+    code = main(["query", str(built["Flat"]), "football", "-k", "4", "--json", "--has-hashtag", "#topic1",
+                 "--exclude-author", "user2", "--since", "2024-05-03", "--until", "2024-05-09T00:00:00Z"])
+    assert code == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert len(hits) == 4
+    for hit in hits:
+        assert "#topic1" in hit["hashtags"] and hit["author"] != "user2"
+        assert "2024-05-03" <= hit["created_at"] < "2024-05-09"
