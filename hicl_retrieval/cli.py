@@ -60,6 +60,8 @@ def _add_query(commands) -> None:
     query.add_argument("--no-dedupe", action="store_true",
                        help="keep copies of the query and of better hits (retweets, same text)")
     query.add_argument("--threads", type=int, help="CPU threads for torch and FAISS (default: all cores)")
+    query.add_argument("--k-factor", type=int,
+                       help="candidates per hit re-ranked exactly from the stored vectors (default: the index's)")
     filters = query.add_argument_group("filters (combined with AND; options that take a name may be repeated)")
     filters.add_argument("--has-hashtag", action="append", default=[], metavar="TAG", help="hits carry this hashtag")
     filters.add_argument("--lacks-hashtag", action="append", default=[], metavar="TAG", help="hits lack this hashtag")
@@ -80,6 +82,12 @@ def parser() -> argparse.ArgumentParser:
     commands = main.add_subparsers(dest="command", required=True)
     _add_build(commands)
     _add_query(commands)
+    reindex = commands.add_parser("reindex", help="rebuild the FAISS index as another type, without re-encoding")
+    reindex.add_argument("index", help="index directory")
+    reindex.add_argument("--index", dest="faiss_factory", required=True, help="FAISS index factory string")
+    reindex.add_argument("--k-factor", type=int,
+                         help="candidates per hit re-ranked exactly from the stored vectors "
+                              "(default: 10 for compressed codes such as PQ, else 1)")
     info = commands.add_parser("info", help="describe an index")
     info.add_argument("index", help="index directory")
     info.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -142,7 +150,7 @@ def _query(args: argparse.Namespace) -> None:
         exclude_authors=args.exclude_author, since=args.since, until=args.until,
         sources=args.source, exclude_sources=args.exclude_source,
     )
-    with Retriever(args.index, threads=args.threads) as retriever:
+    with Retriever(args.index, threads=args.threads, k_factor=args.k_factor) as retriever:
         results = retriever.search(
             queries, k=args.k, dedupe=not args.no_dedupe, strip_query_hashtags=args.strip_hashtags, filter=where
         )
@@ -163,6 +171,14 @@ def _query(args: argparse.Namespace) -> None:
             print()
 
 
+def _reindex(args: argparse.Namespace) -> None:
+    from .indexer import reindex
+
+    manifest = reindex(args.index, args.faiss_factory, k_factor=args.k_factor)
+    print(f"{args.index}: {manifest.count} posts now in {manifest.faiss_factory} ({manifest.faiss_file}), "
+          f"k_factor {manifest.k_factor}")
+
+
 def _info(args: argparse.Namespace) -> None:
     from .index import IndexDir
 
@@ -178,7 +194,8 @@ def _info(args: argparse.Namespace) -> None:
     print(f"encoder     {enc.preset or '-'}: {enc.model} (revision {manifest.model_revision or 'unknown'})")
     print(f"            pooling {enc.pooling}, text normalisation {enc.text_normalization}, "
           f"max {enc.max_length} tokens, {manifest.dim} dimensions")
-    print(f"faiss       {manifest.faiss_factory}, inner product on unit vectors")
+    print(f"faiss       {manifest.faiss_factory}, inner product on unit vectors, "
+          f"re-rank k_factor {manifest.k_factor} ({manifest.faiss_file})")
     print(f"created     {manifest.created_at}")
     if stats:
         print(f"build       read {stats.get('read')}, indexed {stats.get('indexed')}, "
@@ -193,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no bar for loading weights
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
-        {"build": _build, "query": _query, "info": _info}[args.command](args)
+        {"build": _build, "query": _query, "reindex": _reindex, "info": _info}[args.command](args)
     except HiclError as exc:
         print(f"hicl-retrieval: error: {exc}", file=sys.stderr)
         return 1

@@ -37,7 +37,7 @@ FAISS_INDEX = "faiss.index"
 STORE = "posts.duckdb"
 REJECTS = "rejects.jsonl"
 BUILD_STATE = "build.json"
-_FILES = (VECTORS, FAISS_INDEX, STORE, REJECTS)
+_FILES = (VECTORS, STORE, REJECTS)
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ class Manifest:
     vector_rows: int
     """Rows of vectors.f16; ids run from 0 to vector_rows - 1, with gaps for dropped duplicates."""
     model_revision: str | None = None
+    faiss_file: str = FAISS_INDEX
+    """The FAISS index file; `reindex` writes a new one and switches by rewriting the manifest."""
+    k_factor: int = 1
+    """Candidates per hit re-ranked exactly from vectors.f16 (above 1 for compressed indexes)."""
     stats: dict[str, Any] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
     """Size in bytes of each file, checked on open to catch truncated copies."""
@@ -118,7 +122,10 @@ class IndexDir:
         if directory.path.is_dir() and any(directory.path.iterdir()):
             known = {MANIFEST, BUILD_STATE, *_FILES}
             known |= {f"{name}.wal" for name in known} | {f"{name}.tmp" for name in known}
-            strangers = sorted(p.name for p in directory.path.iterdir() if p.name not in known)
+            strangers = sorted(
+                p.name for p in directory.path.iterdir()
+                if p.name not in known and not (p.name.startswith("faiss") and ".index" in p.name)
+            )
             if strangers:
                 raise HiclError(
                     f"{directory.path} is not empty and holds files that are not part of an index "
@@ -151,9 +158,10 @@ class IndexDir:
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
 
-    def finish_build(self, manifest: Manifest) -> None:
-        """Commit a finished build: the manifest (atomically, after every other file), then no build state."""
-        files = {name: self.file(name).stat().st_size for name in _FILES if self.file(name).exists()}
+    def commit(self, manifest: Manifest) -> None:
+        """Make `manifest` the index: written atomically after every file it names; no build state."""
+        names = (*_FILES, manifest.faiss_file)
+        files = {name: self.file(name).stat().st_size for name in names if self.file(name).exists()}
         data = {**manifest.to_dict(), "files": files, "library_version": _library_version()}
         _write_json_atomically(self.file(MANIFEST), data)
         self.file(BUILD_STATE).unlink(missing_ok=True)
@@ -193,8 +201,8 @@ class IndexDir:
     def open_store(self, *, read_only: bool) -> PostStore:
         return PostStore(self.file(STORE), read_only=read_only)
 
-    def open_faiss(self) -> VectorIndex:
-        return VectorIndex.load(self.file(FAISS_INDEX))
+    def open_faiss(self, manifest: Manifest) -> VectorIndex:
+        return VectorIndex.load(self.file(manifest.faiss_file))
 
     def open_vectors(self, manifest: Manifest) -> np.ndarray:
         """vectors.f16 memory-mapped, shape (vector_rows, dim)."""

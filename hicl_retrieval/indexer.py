@@ -22,7 +22,7 @@ from .corpus import Corpus, Post, Record, Reject
 from .encoder import Encoder
 from .index import FAISS_INDEX, REJECTS, VECTORS, IndexDir, Manifest
 from .text import duplicate_key, extract_hashtags
-from .vectors import VectorIndex, effective_factory
+from .vectors import VectorIndex, default_k_factor, effective_factory
 
 LOG = logging.getLogger(__name__)
 DUPLICATE_POST_ID = "duplicate_post_id"
@@ -242,8 +242,38 @@ def build_index(
     index = _faiss_index(vectors, ids, factory, encoder.dim)
     index.save(directory.file(FAISS_INDEX))
     report.seconds = earlier_seconds + time.perf_counter() - started
-    directory.finish_build(dataclasses.replace(manifest, stats=report.as_dict()))
+    directory.commit(dataclasses.replace(manifest, stats=report.as_dict(), k_factor=default_k_factor(factory)))
     return report
+
+
+def reindex(path: str | Path, factory: str, *, k_factor: int | None = None) -> Manifest:
+    """Rebuild the FAISS index of `path` as another type, from the stored vectors: no re-encoding.
+
+    The new index goes to a new file and the manifest switches to it atomically, so a reader
+    opening the index meanwhile gets the old index or the new one, whole.
+    """
+    directory = IndexDir(path)
+    manifest = directory.read_manifest()
+    factory = effective_factory(factory)
+    VectorIndex.create(manifest.dim, factory)  # a bad factory string fails before any work
+    store = directory.open_store(read_only=True)
+    try:
+        ids = store.ids()
+    finally:
+        store.close()
+    index = _faiss_index(directory.open_vectors(manifest), ids, factory, manifest.dim)
+    number = int(time.time() * 1000)
+    new_file = f"faiss.{number}.index"
+    index.save(directory.file(new_file))
+    old_file = manifest.faiss_file
+    manifest = dataclasses.replace(
+        manifest, faiss_factory=factory, faiss_file=new_file,
+        k_factor=k_factor if k_factor is not None else default_k_factor(factory),
+    )
+    directory.commit(manifest)
+    if old_file != new_file:
+        directory.file(old_file).unlink(missing_ok=True)
+    return directory.read_manifest()
 
 
 def _faiss_index(vectors: np.ndarray, ids: np.ndarray, factory: str, dim: int) -> VectorIndex:

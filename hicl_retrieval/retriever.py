@@ -89,7 +89,14 @@ class Retriever:
     encoded like the corpus. Use as a context manager, or call `close`.
     """
 
-    def __init__(self, path: str | Path, *, encoder: Encoder | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        encoder: Encoder | None = None,
+        threads: int | None = None,
+        k_factor: int | None = None,
+    ) -> None:
         self.directory = IndexDir(path)
         self.manifest: Manifest = self.directory.read_manifest()
         native.set_threads(threads)
@@ -99,8 +106,12 @@ class Retriever:
                 f"the encoder gives {self.encoder.dim}-dimensional vectors but {path} holds "
                 f"{self.manifest.dim}-dimensional ones; query with the index's own encoder"
             )
-        self.vectors = self.directory.open_faiss()
+        self.vectors = self.directory.open_faiss(self.manifest)
         self.store = self.directory.open_store(read_only=True)
+        self.k_factor = self.manifest.k_factor if k_factor is None else k_factor
+        if self.k_factor < 1:
+            raise HiclError(f"k_factor must be at least 1, not {self.k_factor}")
+        self._stored = None
 
     def __enter__(self) -> Retriever:
         return self
@@ -119,12 +130,33 @@ class Retriever:
         approximate index would have to find them among many others.
         """
         if not filter:
-            return self.vectors.search, len(self)
+            return self._reranked(self.vectors.search), len(self)
         subset = self.store.matching_ids(*filter.to_sql(self.store.sources()))
         if self.vectors.is_exact or len(subset) > EXACT_SUBSET_ROWS:
-            return (lambda queries, k: self.vectors.search(queries, k, subset=subset)), len(subset)
-        stored = self.directory.open_vectors(self.manifest)
-        return (lambda queries, k: exact_search(stored, subset, queries, k)), len(subset)
+            return self._reranked(lambda queries, k: self.vectors.search(queries, k, subset=subset)), len(subset)
+        return (lambda queries, k: exact_search(self.stored_vectors, subset, queries, k)), len(subset)
+
+    @property
+    def stored_vectors(self) -> np.ndarray:
+        """vectors.f16, memory-mapped: full-precision scores for re-ranking and exact scans."""
+        if self._stored is None:
+            self._stored = self.directory.open_vectors(self.manifest)
+        return self._stored
+
+    def _reranked(self, search):
+        """`search` with its candidates re-scored exactly from the stored vectors (k_factor > 1)."""
+        if self.k_factor == 1:
+            return search
+
+        def rerank(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+            _, ids = search(queries, min(len(self), k * self.k_factor))
+            candidates = self.stored_vectors[np.maximum(ids, 0)].astype(np.float32)  # (queries, m, dim)
+            scores = np.einsum("qd,qmd->qm", queries.astype(np.float32), candidates)
+            scores[ids < 0] = -np.inf
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+        return rerank
 
     def __len__(self) -> int:
         return self.vectors.size

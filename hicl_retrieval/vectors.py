@@ -19,6 +19,14 @@ def effective_factory(factory: str) -> str:
     return f"IDMap2,{factory}"
 
 
+_COMPRESSED_CODES = ("PQ", "SQ", "LSH", "RaBitQ")
+
+
+def default_k_factor(factory: str) -> int:
+    """Candidates per hit to re-rank exactly: 10 for indexes that keep compressed codes, else 1."""
+    return 10 if any(code in factory for code in _COMPRESSED_CODES) else 1
+
+
 class VectorIndex:
     """A FAISS index whose ids are the posts' ids (the DuckDB keys), never insertion order."""
 

@@ -80,7 +80,7 @@ def test_vector_ids_are_the_store_keys(built, tiny_encoder):
         assert store.fetch([62]) == {}  # the duplicate post id was removed from the store...
     finally:
         store.close()
-    assert directory.open_faiss().size == 62  # ...and never reached FAISS
+    assert directory.open_faiss(manifest).size == 62  # ...and never reached FAISS
     fresh = tiny_encoder.encode([rows[i]["text"] for i in (0, 17, 41)])
     np.testing.assert_allclose(vectors[[0, 17, 41]].astype(np.float32), fresh, atol=2e-3)
 

@@ -38,7 +38,7 @@ def index_contents(path: Path) -> tuple[dict, Counter, dict]:
     finally:
         store.close()
     posts = {(post_id, text, source, line): vectors[i].astype(np.float32) for i, post_id, text, source, line in rows}
-    assert len(posts) == len(rows) == manifest.count == directory.open_faiss().size
+    assert len(posts) == len(rows) == manifest.count == directory.open_faiss(manifest).size
     rejects = Counter(directory.file("rejects.jsonl").read_text(encoding="utf-8").splitlines())
     stats = {k: manifest.stats[k] for k in ("read", "indexed", "rejected", "duplicates", "repeated_texts")}
     return posts, rejects, stats
