@@ -6,6 +6,7 @@ Errors the user can fix (`HiclError`) are printed as one line on stderr with exi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -23,6 +24,8 @@ def _add_build(commands) -> None:
                        help="preset name (hashencoder, minilm), preset .toml file, model directory or hub id "
                             "(default: hashencoder)")
     build.add_argument("--pooling", choices=("cls", "mean", "pooler"), help="override the encoder's pooling")
+    build.add_argument("--int8", action="store_true",
+                       help="quantise the encoder's linear layers to int8 (faster on CPU; queries use it too)")
     build.add_argument("--index", dest="faiss_factory", default="Flat",
                        help="FAISS index factory string, inner-product metric (default: Flat, exact search)")
     build.add_argument("--overwrite", action="store_true", help="replace an existing index (or unfinished build) at --out")
@@ -104,8 +107,9 @@ def _build(args: argparse.Namespace) -> None:
     if args.resume and args.overwrite:
         raise HiclError("--resume and --overwrite contradict each other; choose one")
 
+    encoder = resolve_encoder(args.encoder, pooling=args.pooling)
     config = BuildConfig(
-        encoder=resolve_encoder(args.encoder, pooling=args.pooling),
+        encoder=dataclasses.replace(encoder, quantize="int8") if args.int8 else encoder,
         reader=ReaderConfig(
             format=args.format, text_col=args.text_col, id_col=args.id_col, author_col=args.author_col,
             time_col=args.time_col, delimiter=args.delimiter, max_record_bytes=args.max_record_bytes,

@@ -59,6 +59,21 @@ def _load_error(config: EncoderConfig, location: str, exc: Exception) -> HiclErr
     )
 
 
+def _quantize_int8(model, device):
+    """Dynamic int8 quantisation of the linear layers (weights int8, activations quantised on
+    the fly): about 2x faster on CPUs with VNNI/AVX2, no new dependency, no export step."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    if device.type != "cpu":
+        raise HiclError("int8 quantisation runs on the CPU only; drop --int8 or use device cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch marks its quantised tensor types as deprecated
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 class Encoder:
     """Encodes post texts into unit vectors (rows of a float32 array)."""
 
@@ -83,6 +98,8 @@ class Encoder:
         if config.pooling == "pooler" and getattr(self.model, "pooler", None) is None:
             raise HiclError(f"the model {location} has no pooler layer; use --pooling cls or mean")
         self.model.to(self.device).eval()
+        if config.quantize == "int8":
+            self.model = _quantize_int8(self.model, self.device)
         self.dim = int(self.model.config.hidden_size)
         self.revision = (
             _package_version(config.package)

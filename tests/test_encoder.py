@@ -120,3 +120,13 @@ def test_missing_directory_model_is_a_clear_error(tmp_path):
     empty.mkdir()
     with pytest.raises(HiclError, match="holds a Hugging Face model"):
         Encoder(EncoderConfig(model=str(empty)))
+
+
+def test_int8_quantisation_stays_close_to_float32(tiny_hashencoder, tiny_encoder):
+    quantized = Encoder(dataclasses.replace(tiny_encoder.config, quantize="int8"))
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in quantized.model.modules())
+    ours, exact = quantized.encode(TWEETS), tiny_encoder.encode(TWEETS)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    assert np.min(np.sum(ours * exact, axis=1)) > 0.95  # cosine to the float32 vector
+    with pytest.raises(HiclError, match="unknown quantize"):
+        EncoderConfig(model="x/y", quantize="int4")
