@@ -97,6 +97,8 @@ class Retriever:
         threads: int | None = None,
         k_factor: int | None = None,
     ) -> None:
+        if k_factor is not None and k_factor < 1:
+            raise HiclError(f"k_factor must be at least 1, not {k_factor}")
         self.directory = IndexDir(path)
         self.manifest: Manifest = self.directory.read_manifest()
         native.set_threads(threads)
@@ -109,8 +111,6 @@ class Retriever:
         self.vectors = self.directory.open_faiss(self.manifest)
         self.store = self.directory.open_store(read_only=True)
         self.k_factor = self.manifest.k_factor if k_factor is None else k_factor
-        if self.k_factor < 1:
-            raise HiclError(f"k_factor must be at least 1, not {self.k_factor}")
         self._stored = None
 
     def __enter__(self) -> Retriever:
