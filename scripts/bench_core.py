@@ -25,16 +25,7 @@ import numpy as np
 
 from hicl_retrieval import BuildConfig, Retriever, build_index, resolve_encoder
 from hicl_retrieval.text import duplicate_key
-
-
-def tweeteval_tweets(data_dir: Path) -> list[str]:
-    """Every TweetEval tweet text, de-duplicated, in a fixed order."""
-    seen: dict[str, None] = {}
-    for path in sorted((data_dir / "tweeteval" / "datasets").rglob("*_text.txt")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                seen.setdefault(line.strip(), None)
-    return list(seen)
+from hicl_retrieval.tweeteval import all_tweets
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -54,7 +45,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int)
     args = parser.parse_args()
 
-    tweets = tweeteval_tweets(args.data_dir)
+    tweets = all_tweets(args.data_dir)
     random.Random(args.seed).shuffle(tweets)
     corpus, held_out = tweets[: args.posts], tweets[args.posts :]
     corpus_keys = {duplicate_key(t) for t in corpus}

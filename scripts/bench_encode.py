@@ -26,16 +26,8 @@ import numpy as np
 import torch
 
 from hicl_retrieval import Encoder, resolve_encoder
+from hicl_retrieval.tweeteval import all_tweets
 from hicl_retrieval.vectors import exact_search
-
-
-def tweeteval_tweets(data_dir: Path) -> list[str]:
-    seen: dict[str, None] = {}
-    for path in sorted((data_dir / "tweeteval" / "datasets").rglob("*_text.txt")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                seen.setdefault(line.strip(), None)
-    return list(seen)
 
 
 def reference_loop(encoder: Encoder, texts: list[str], batch_size: int) -> np.ndarray:
@@ -77,7 +69,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    tweets = tweeteval_tweets(args.data_dir)
+    tweets = all_tweets(args.data_dir)
     random.Random(args.seed).shuffle(tweets)
     posts, queries = tweets[: args.posts], tweets[args.posts : args.posts + args.queries]
     config = resolve_encoder(args.encoder)
