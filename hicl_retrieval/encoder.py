@@ -61,7 +61,8 @@ def _load_error(config: EncoderConfig, location: str, exc: Exception) -> HiclErr
 
 def _quantize_int8(model, device):
     """Dynamic int8 quantisation of the linear layers (weights int8, activations quantised on
-    the fly): about 2x faster on CPUs with VNNI/AVX2, no new dependency, no export step."""
+    the fly): no new dependency, no export step. Faster on CPU but lossy: measure speed and
+    neighbour overlap on your data with scripts/bench_encode.py."""
     import warnings
 
     import torch

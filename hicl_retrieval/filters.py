@@ -13,6 +13,10 @@ from typing import Any
 
 from .errors import HiclError
 
+_SOURCE = (
+    "(source IN (SELECT unnest(?::VARCHAR[])) "
+    "OR string_split(source, '/')[-1] IN (SELECT unnest(?::VARCHAR[])))"
+)
 # (field, operator) -> SQL template; "?" is the condition's value, bound as a parameter.
 _TEMPLATES = {
     ("hashtag", "has"): "list_contains(hashtags, ?)",
@@ -21,8 +25,9 @@ _TEMPLATES = {
     ("author", "not_in"): "(author IS NULL OR author NOT IN (SELECT unnest(?::VARCHAR[])))",
     ("created_at", ">="): "created_at >= ?",
     ("created_at", "<"): "created_at < ?",
-    ("source", "in"): "source IN (SELECT unnest(?::VARCHAR[]))",
-    ("source", "not_in"): "source NOT IN (SELECT unnest(?::VARCHAR[]))",
+    # a corpus file is named by its full path or by its file name
+    ("source", "in"): _SOURCE,
+    ("source", "not_in"): f"NOT {_SOURCE}",
 }
 
 
@@ -64,19 +69,14 @@ class Filter:
     def __bool__(self) -> bool:
         return bool(self.conditions)
 
-    def to_sql(self, sources: Sequence[str] = ()) -> tuple[str, list[Any]]:
-        """A WHERE clause and its parameters.
-
-        Source names are matched against the index's `sources` by full path or by file name,
-        so ``--source tweets.jsonl`` finds ``/data/dumps/tweets.jsonl``.
-        """
+    def to_sql(self) -> tuple[str, list[Any]]:
+        """A WHERE clause and its parameters: each template's ``?`` bound to its condition's value."""
         clauses, params = [], []
         for condition in self.conditions:
-            value = condition.value
-            if condition.field == "source":
-                value = [s for s in sources if s in value or s.rsplit("/", 1)[-1] in value]
-            clauses.append(_TEMPLATES[(condition.field, condition.op)])
-            params.append(list(value) if isinstance(value, tuple) else value)
+            template = _TEMPLATES[(condition.field, condition.op)]
+            value = list(condition.value) if isinstance(condition.value, tuple) else condition.value
+            clauses.append(template)
+            params += [value] * template.count("?")
         return " AND ".join(clauses) or "TRUE", params
 
 

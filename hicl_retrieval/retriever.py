@@ -131,7 +131,7 @@ class Retriever:
         """
         if not filter:
             return self._reranked(self.vectors.search), len(self)
-        subset = self.store.matching_ids(*filter.to_sql(self.store.sources()))
+        subset = self.store.matching_ids(*filter.to_sql())
         if self.vectors.is_exact or len(subset) > EXACT_SUBSET_ROWS:
             return self._reranked(lambda queries, k: self.vectors.search(queries, k, subset=subset)), len(subset)
         return (lambda queries, k: exact_search(self.stored_vectors, subset, queries, k)), len(subset)

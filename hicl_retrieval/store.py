@@ -115,9 +115,6 @@ class PostStore:
         """Ids (ascending numpy array) of the posts meeting a filter's WHERE clause (filters.py)."""
         return self.con.execute(f"SELECT id FROM posts WHERE {where} ORDER BY id", params).fetchnumpy()["id"]
 
-    def sources(self) -> list[str]:
-        return [row[0] for row in self.con.execute("SELECT DISTINCT source FROM posts ORDER BY 1").fetchall()]
-
     def repeated_post_ids(self) -> list[tuple[int, str, str, int]]:
         """(id, post_id, source, line) of every post whose post_id an earlier post already has."""
         return self.con.execute(

@@ -66,12 +66,16 @@ class VectorIndex:
             np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64)
         )
 
+    def _inner(self):
+        """The index that does the searching (inside its IDMap, if any)."""
+        faiss = native.faiss()
+        return faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap) else self.index
+
     @property
     def is_exact(self) -> bool:
         """Whether search compares the query with every vector (a flat index)."""
         faiss = native.faiss()
-        inner = faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap) else self.index
-        return type(inner) in (faiss.IndexFlat, faiss.IndexFlatIP, faiss.IndexFlatL2)
+        return type(self._inner()) in (faiss.IndexFlat, faiss.IndexFlatIP, faiss.IndexFlatL2)
 
     def search(
         self, queries: np.ndarray, k: int, *, subset: np.ndarray | None = None
@@ -89,7 +93,7 @@ class VectorIndex:
     def _parameters(self, selector):
         """Search parameters of the index's own kind (keeping its efSearch / nprobe) with `selector`."""
         faiss = native.faiss()
-        inner = faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap) else self.index
+        inner = self._inner()
         if isinstance(inner, faiss.IndexHNSW):
             params = faiss.SearchParametersHNSW(sel=selector)
             params.efSearch = inner.hnsw.efSearch
