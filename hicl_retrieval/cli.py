@@ -16,6 +16,22 @@ from pathlib import Path
 from .errors import HiclError
 
 
+def _add_index_options(command) -> None:
+    command.add_argument("--index", dest="faiss_factory", default="auto",
+                         help="auto, flat, hnsw, ivf, ivfpq or a FAISS factory string (inner product); "
+                              "auto: exact search for up to 100,000 posts, else IVF with PQ codes that fit "
+                              "--max-memory, re-ranked exactly from disk (default: auto)")
+    command.add_argument("--max-memory", help="RAM budget for building and searching, e.g. 8GB (default: all RAM)")
+    command.add_argument("--target-recall", type=float, default=0.95,
+                         help="recall@10 against exact search that approximate search is tuned to (default: 0.95)")
+
+
+def _memory(args: argparse.Namespace) -> int | None:
+    from .planning import parse_size
+
+    return parse_size(args.max_memory) if args.max_memory else None
+
+
 def _add_build(commands) -> None:
     build = commands.add_parser("build", help="build an index from corpus files")
     build.add_argument("corpus", nargs="+", help="corpus files: .txt, .jsonl, .csv, .tsv, .parquet, optionally .gz/.zst")
@@ -26,8 +42,7 @@ def _add_build(commands) -> None:
     build.add_argument("--pooling", choices=("cls", "mean", "pooler"), help="override the encoder's pooling")
     build.add_argument("--int8", action="store_true",
                        help="quantise the encoder's linear layers to int8 (faster on CPU; queries use it too)")
-    build.add_argument("--index", dest="faiss_factory", default="Flat",
-                       help="FAISS index factory string, inner-product metric (default: Flat, exact search)")
+    _add_index_options(build)
     build.add_argument("--overwrite", action="store_true", help="replace an existing index (or unfinished build) at --out")
     build.add_argument("--resume", action="store_true",
                        help="continue the interrupted build at --out (rerunning the same command does it too); "
@@ -87,7 +102,7 @@ def parser() -> argparse.ArgumentParser:
     _add_query(commands)
     reindex = commands.add_parser("reindex", help="rebuild the FAISS index as another type, without re-encoding")
     reindex.add_argument("index", help="index directory")
-    reindex.add_argument("--index", dest="faiss_factory", required=True, help="FAISS index factory string")
+    _add_index_options(reindex)
     reindex.add_argument("--k-factor", type=int,
                          help="candidates per hit re-ranked exactly from the stored vectors "
                               "(default: 10 for compressed codes such as PQ, else 1)")
@@ -115,13 +130,15 @@ def _build(args: argparse.Namespace) -> None:
             time_col=args.time_col, delimiter=args.delimiter, max_record_bytes=args.max_record_bytes,
         ),
         faiss_factory=args.faiss_factory,
+        max_memory=_memory(args),
+        target_recall=args.target_recall,
         batch_size=args.batch_size,
         chunk_size=args.chunk_size,
         threads=args.threads,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
-    report = build_index(args.corpus, args.out, config)
+    report = build_index(args.corpus, args.out, config, announce=lambda line: print(line, file=sys.stderr))
     if args.json:
         print(json.dumps({"index": str(report.index), **report.as_dict()}))
     else:
@@ -178,7 +195,8 @@ def _query(args: argparse.Namespace) -> None:
 def _reindex(args: argparse.Namespace) -> None:
     from .indexer import reindex
 
-    manifest = reindex(args.index, args.faiss_factory, k_factor=args.k_factor)
+    manifest = reindex(args.index, args.faiss_factory, k_factor=args.k_factor, max_memory=_memory(args),
+                       target_recall=args.target_recall)
     print(f"{args.index}: {manifest.count} posts now in {manifest.faiss_factory} ({manifest.faiss_file}), "
           f"k_factor {manifest.k_factor}")
 
@@ -200,6 +218,11 @@ def _info(args: argparse.Namespace) -> None:
           f"max {enc.max_length} tokens, {manifest.dim} dimensions")
     print(f"faiss       {manifest.faiss_factory}, inner product on unit vectors, "
           f"re-rank k_factor {manifest.k_factor} ({manifest.faiss_file})")
+    if manifest.tuning:
+        tuning = manifest.tuning
+        params = ", ".join(f"{k}={v}" for k, v in manifest.search_params.items())
+        print(f"search      {params}: recall@10 {tuning['recall_at_10']:.3f} against exact search "
+              f"(target {tuning['target']}, {tuning['queries']} corpus posts as queries)")
     print(f"created     {manifest.created_at}")
     if stats:
         print(f"build       read {stats.get('read')}, indexed {stats.get('indexed')}, "

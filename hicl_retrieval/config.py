@@ -145,7 +145,12 @@ class BuildConfig:
 
     encoder: EncoderConfig
     reader: ReaderConfig = field(default_factory=ReaderConfig)
-    faiss_factory: str = "Flat"
+    faiss_factory: str = "auto"
+    """auto, flat, hnsw, ivf, ivfpq or a FAISS factory string (see planning.py)."""
+    max_memory: int | None = None
+    """RAM budget in bytes for building and searching the index; None: the machine's memory."""
+    target_recall: float = 0.95
+    """Recall@10 against exact search that an approximate index's search is tuned to reach."""
     batch_size: int = 64
     chunk_size: int = 4096
     """Posts read, encoded and stored together; bounds the build's memory."""

@@ -54,6 +54,10 @@ class Manifest:
     """The FAISS index file; `reindex` writes a new one and switches by rewriting the manifest."""
     k_factor: int = 1
     """Candidates per hit re-ranked exactly from vectors.f16 (above 1 for compressed indexes)."""
+    search_params: dict[str, int] = field(default_factory=dict)
+    """FAISS search parameters set on opening (``nprobe``, ``efSearch``), as tuned at build time."""
+    tuning: dict[str, Any] = field(default_factory=dict)
+    """How `search_params` were chosen: target and reached recall@10 against exact search."""
     stats: dict[str, Any] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
     """Size in bytes of each file, checked on open to catch truncated copies."""
@@ -201,8 +205,11 @@ class IndexDir:
     def open_store(self, *, read_only: bool) -> PostStore:
         return PostStore(self.file(STORE), read_only=read_only)
 
-    def open_faiss(self, manifest: Manifest) -> VectorIndex:
-        return VectorIndex.load(self.file(manifest.faiss_file))
+    def open_faiss(self, manifest: Manifest, *, mmap: bool | None = None) -> VectorIndex:
+        """The FAISS index with its tuned search parameters; an IVF index's lists memory-mapped by default."""
+        if mmap is None:
+            mmap = "IVF" in manifest.faiss_factory
+        return VectorIndex.load(self.file(manifest.faiss_file), mmap=mmap, search_params=manifest.search_params)
 
     def open_vectors(self, manifest: Manifest) -> np.ndarray:
         """vectors.f16 memory-mapped, shape (vector_rows, dim)."""

@@ -7,9 +7,10 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,14 +21,16 @@ from . import native
 from .config import BuildConfig
 from .corpus import Corpus, Post, Record, Reject
 from .encoder import Encoder
+from .errors import HiclError
 from .index import FAISS_INDEX, REJECTS, VECTORS, IndexDir, Manifest
 from .text import duplicate_key, extract_hashtags
+from .planning import IndexPlan, check_fits, factory_for, plan_index, train_rows
+from .tuning import tune
 from .vectors import VectorIndex, default_k_factor, effective_factory
 
 LOG = logging.getLogger(__name__)
 DUPLICATE_POST_ID = "duplicate_post_id"
 _ADD_ROWS = 65536  # vectors converted to float32 and added to FAISS at a time
-_TRAIN_ROWS = 262144  # at most this many vectors train an index that needs training
 
 
 @dataclass
@@ -123,8 +126,12 @@ def _rows(posts: Sequence[Post], first_id: int) -> dict[str, list]:
     }
 
 
-def _build_state(posts_in: Corpus, encoder: Encoder, config: BuildConfig, factory: str) -> dict:
-    """What must not change between an interrupted build and its resumption."""
+def _build_state(posts_in: Corpus, encoder: Encoder, config: BuildConfig) -> dict:
+    """What must not change between an interrupted build and its resumption.
+
+    The index type is not part of it: it is made at the end from the stored vectors, so an
+    interrupted build may be resumed with another ``--index`` or ``--max-memory``.
+    """
     files = []
     for file in posts_in.files:
         stat = file.path.stat()
@@ -134,8 +141,20 @@ def _build_state(posts_in: Corpus, encoder: Encoder, config: BuildConfig, factor
         "corpus": files,
         "reader": dataclasses.asdict(config.reader),
         "encoder": encoder.config.to_dict(),
-        "faiss_factory": factory,
     }
+
+
+def plan_for(spec: str, posts: int, dim: int, config: BuildConfig) -> IndexPlan:
+    """The index `spec` resolves to for `posts` posts, with its RAM and disk needs."""
+    factory = effective_factory(factory_for(spec, posts, dim, config.max_memory))
+    VectorIndex.create(dim, factory)  # a bad factory string fails here, before any work
+    return plan_index(factory, posts, dim, k_factor=default_k_factor(factory))
+
+
+def _free_disk(path: Path) -> int:
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def _truncate(path: Path, size: int) -> None:
@@ -151,7 +170,12 @@ def _sync(handle) -> int:
 
 
 def build_index(
-    corpus: Sequence[str | Path], out: str | Path, config: BuildConfig, *, encoder: Encoder | None = None
+    corpus: Sequence[str | Path],
+    out: str | Path,
+    config: BuildConfig,
+    *,
+    encoder: Encoder | None = None,
+    announce: Callable[[str], None] = LOG.info,
 ) -> BuildReport:
     """Index every good post of the `corpus` files into the directory `out`.
 
@@ -163,16 +187,21 @@ def build_index(
     with the same inputs and settings: files are cut back to the last committed chunk and
     reading resumes after the last record it covered, so no post is lost or stored twice.
     The FAISS index and, last, the manifest are written at the end.
+
+    Before encoding, the index type is resolved for the corpus's estimated size and its RAM
+    and disk needs are passed to `announce`; a build that would not fit `config.max_memory`
+    or the free disk is refused. At the end the type is resolved again for the exact count.
     """
     started = time.perf_counter()
     posts_in = Corpus(corpus, config.reader)
-    factory = effective_factory(config.faiss_factory)
     native.set_threads(config.threads)
     tick = time.perf_counter()
     encoder = encoder or Encoder(config.encoder)
     load_seconds = time.perf_counter() - tick
-    VectorIndex.create(encoder.dim, factory)  # a bad factory string fails before any encoding
-    state = _build_state(posts_in, encoder, config, factory)
+    plan = plan_for(config.faiss_factory, posts_in.estimated_records(), encoder.dim, config)
+    announce(f"plan: {plan.describe()}")
+    check_fits(plan, max_memory=config.max_memory, free_disk=_free_disk(Path(out)))
+    state = _build_state(posts_in, encoder, config)
     directory, resuming = IndexDir.for_build(out, state, overwrite=config.overwrite)
     store = directory.open_store(read_only=False)
     try:
@@ -230,58 +259,79 @@ def build_index(
     finally:
         store.close()
 
+    plan = plan_for(config.faiss_factory, report.indexed, encoder.dim, config)
+    check_fits(plan, max_memory=config.max_memory)  # the disk is mostly written by now
     manifest = Manifest(
         encoder=encoder.config,
         model_revision=encoder.revision,
         dim=encoder.dim,
-        faiss_factory=factory,
+        faiss_factory=plan.factory,
         count=report.indexed,
         vector_rows=next_id,
+        k_factor=plan.k_factor,
     )
-    vectors = directory.open_vectors(manifest)
-    index = _faiss_index(vectors, ids, factory, encoder.dim)
-    index.save(directory.file(FAISS_INDEX))
+    manifest = _write_faiss(directory, manifest, ids, FAISS_INDEX, config.target_recall)
     report.seconds = earlier_seconds + time.perf_counter() - started
-    directory.commit(dataclasses.replace(manifest, stats=report.as_dict(), k_factor=default_k_factor(factory)))
+    directory.commit(dataclasses.replace(manifest, stats=report.as_dict()))
     return report
 
 
-def reindex(path: str | Path, factory: str, *, k_factor: int | None = None) -> Manifest:
-    """Rebuild the FAISS index of `path` as another type, from the stored vectors: no re-encoding.
+def reindex(
+    path: str | Path, spec: str, *, k_factor: int | None = None, max_memory: int | None = None,
+    target_recall: float = 0.95,
+) -> Manifest:
+    """Rebuild the FAISS index of `path` as another type (`spec` as for build), from the stored vectors.
 
-    The new index goes to a new file and the manifest switches to it atomically, so a reader
-    opening the index meanwhile gets the old index or the new one, whole.
+    No re-encoding. The new index goes to a new file and the manifest switches to it
+    atomically, so a reader opening the index meanwhile gets the old index or the new one, whole.
     """
     directory = IndexDir(path)
     manifest = directory.read_manifest()
-    factory = effective_factory(factory)
-    VectorIndex.create(manifest.dim, factory)  # a bad factory string fails before any work
+    if k_factor is not None and k_factor < 1:
+        raise HiclError(f"k_factor must be at least 1, not {k_factor}")
+    factory = effective_factory(factory_for(spec, manifest.count, manifest.dim, max_memory))
+    plan = plan_index(factory, manifest.count, manifest.dim, k_factor=default_k_factor(factory))
+    check_fits(plan, max_memory=max_memory, free_disk=_free_disk(directory.path))
     store = directory.open_store(read_only=True)
     try:
         ids = store.ids()
     finally:
         store.close()
-    index = _faiss_index(directory.open_vectors(manifest), ids, factory, manifest.dim)
-    number = int(time.time() * 1000)
-    new_file = f"faiss.{number}.index"
-    index.save(directory.file(new_file))
     old_file = manifest.faiss_file
+    new_file = f"faiss.{int(time.time() * 1000)}.index"
     manifest = dataclasses.replace(
-        manifest, faiss_factory=factory, faiss_file=new_file,
-        k_factor=k_factor if k_factor is not None else default_k_factor(factory),
+        manifest, faiss_factory=factory, k_factor=k_factor if k_factor is not None else plan.k_factor,
     )
+    manifest = _write_faiss(directory, manifest, ids, new_file, target_recall)
     directory.commit(manifest)
     if old_file != new_file:
         directory.file(old_file).unlink(missing_ok=True)
     return directory.read_manifest()
 
 
-def _faiss_index(vectors: np.ndarray, ids: np.ndarray, factory: str, dim: int) -> VectorIndex:
-    """The FAISS index of the rows `ids` of `vectors`, trained first if the type needs it."""
+def _write_faiss(directory: IndexDir, manifest: Manifest, ids: np.ndarray, name: str, target: float) -> Manifest:
+    """Build, tune and save the FAISS index `manifest` describes as `name`; the manifest to commit."""
+    vectors = directory.open_vectors(manifest)
+    index = build_faiss_index(vectors, ids, manifest.faiss_factory, manifest.dim)
+    tuning = tune(index, vectors, ids, k_factor=manifest.k_factor, target=target)
+    if tuning.params:
+        LOG.info("tuned %s: recall@10 %.3f (target %.2f)", tuning.params, tuning.recall_at_10, target)
+        if tuning.recall_at_10 < target:
+            LOG.warning("%s reaches recall@10 %.3f only, below the target %.2f", manifest.faiss_factory,
+                        tuning.recall_at_10, target)
+    index.save(directory.file(name))
+    return dataclasses.replace(
+        manifest, faiss_file=name, search_params=tuning.params,
+        tuning=tuning.to_dict() if tuning.params else {},
+    )
+
+
+def build_faiss_index(vectors: np.ndarray, ids: np.ndarray, factory: str, dim: int) -> VectorIndex:
+    """The FAISS index of the rows `ids` of `vectors`, trained first (on a sample) if the type needs it."""
     index = VectorIndex.create(dim, factory)
     if not index.is_trained:
         rng = np.random.default_rng(0)
-        sample = np.sort(rng.choice(ids, size=min(len(ids), _TRAIN_ROWS), replace=False))
+        sample = np.sort(rng.choice(ids, size=train_rows(factory, len(ids)), replace=False))
         LOG.info("training %s on %d vectors", factory, len(sample))
         index.train(vectors[sample].astype(np.float32))
     for start in range(0, len(ids), _ADD_ROWS):

@@ -16,7 +16,7 @@ from .errors import HiclError
 from .filters import Filter
 from .index import IndexDir, Manifest
 from .text import duplicate_key, is_near_duplicate, strip_hashtags
-from .vectors import exact_search
+from .vectors import exact_search, reranked
 
 # A filtered search on an approximate index scans the matching posts' float16 vectors exactly
 # when there are at most this many: a graph or inverted-list index loses recall on small subsets.
@@ -144,19 +144,7 @@ class Retriever:
         return self._stored
 
     def _reranked(self, search):
-        """`search` with its candidates re-scored exactly from the stored vectors (k_factor > 1)."""
-        if self.k_factor == 1:
-            return search
-
-        def rerank(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-            _, ids = search(queries, min(len(self), k * self.k_factor))
-            candidates = self.stored_vectors[np.maximum(ids, 0)].astype(np.float32)  # (queries, m, dim)
-            scores = np.einsum("qd,qmd->qm", queries.astype(np.float32), candidates)
-            scores[ids < 0] = -np.inf
-            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-            return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
-
-        return rerank
+        return reranked(search, self.stored_vectors, self.k_factor, len(self))
 
     def __len__(self) -> int:
         return self.vectors.size

@@ -14,7 +14,7 @@ from .errors import HiclError
 def effective_factory(factory: str) -> str:
     """The factory string actually built: indexes without ids of their own get an ``IDMap2``."""
     factory = factory.strip()
-    if factory.startswith("IDMap") or "IVF" in factory.split(",")[0]:
+    if factory.startswith("IDMap") or "IVF" in factory:
         return factory
     return f"IDMap2,{factory}"
 
@@ -43,8 +43,27 @@ class VectorIndex:
         return cls(index)
 
     @classmethod
-    def load(cls, path: Path) -> VectorIndex:
-        return cls(native.faiss().read_index(str(path)))
+    def load(cls, path: Path, *, mmap: bool = False, search_params: dict | None = None) -> VectorIndex:
+        """The index in `path`; with `mmap`, an IVF index's inverted lists stay on disk, paged in on use."""
+        faiss = native.faiss()
+        index = cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0))
+        index.set_search_params(search_params or {})
+        return index
+
+    def set_search_params(self, params: dict) -> None:
+        """Set search-time parameters such as ``nprobe`` or ``efSearch`` (FAISS ParameterSpace names)."""
+        space = native.faiss().ParameterSpace()
+        for name, value in params.items():
+            space.set_index_parameter(self.index, name, float(value))
+
+    def tunable(self) -> tuple[str, list[int]] | None:
+        """The search parameter that trades speed for recall, and its values from fast to thorough."""
+        ivf = self._ivf()
+        if ivf is not None:
+            return "nprobe", [2**i for i in range(int(np.log2(ivf.nlist)) + 1)]
+        if isinstance(self._inner(), native.faiss().IndexHNSW):
+            return "efSearch", [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
+        return None
 
     @property
     def dim(self) -> int:
@@ -59,6 +78,15 @@ class VectorIndex:
         return bool(self.index.is_trained)
 
     def train(self, vectors: np.ndarray) -> None:
+        faiss = native.faiss()
+        ivf = self._ivf()
+        pq = getattr(ivf if ivf is not None else self._inner(), "pq", None)
+        if isinstance(pq, faiss.ProductQuantizer):
+            # FAISS's k-means on short sub-vectors is slow on CPU (minutes for 96 sub-quantisers
+            # on the default 65,536 points); 64 points a centroid train codes that are re-ranked anyway.
+            pq.cp.max_points_per_centroid = 64
+        if hasattr(ivf, "do_polysemous_training"):
+            ivf.do_polysemous_training = False  # minutes of annealing for a Hamming filter we never use
         self.index.train(np.ascontiguousarray(vectors, dtype=np.float32))
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
@@ -70,6 +98,14 @@ class VectorIndex:
         """The index that does the searching (inside its IDMap, if any)."""
         faiss = native.faiss()
         return faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap) else self.index
+
+    def _ivf(self):
+        """The inverted-file index inside this one (under an OPQ rotation, say), or None."""
+        faiss = native.faiss()
+        try:
+            return faiss.downcast_index(faiss.extract_index_ivf(self.index))
+        except RuntimeError:
+            return None
 
     @property
     def is_exact(self) -> bool:
@@ -93,13 +129,13 @@ class VectorIndex:
     def _parameters(self, selector):
         """Search parameters of the index's own kind (keeping its efSearch / nprobe) with `selector`."""
         faiss = native.faiss()
-        inner = self._inner()
+        inner, ivf = self._inner(), self._ivf()
         if isinstance(inner, faiss.IndexHNSW):
             params = faiss.SearchParametersHNSW(sel=selector)
             params.efSearch = inner.hnsw.efSearch
-        elif isinstance(inner, faiss.IndexIVF):
+        elif ivf is not None:
             params = faiss.SearchParametersIVF(sel=selector)
-            params.nprobe = inner.nprobe
+            params.nprobe = ivf.nprobe
         else:
             params = faiss.SearchParameters(sel=selector)
         params.selector_ref = selector  # keep the selector alive as long as the parameters
@@ -112,6 +148,27 @@ class VectorIndex:
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+
+
+def reranked(search, stored: np.ndarray, k_factor: int, total: int):
+    """`search` with `k_factor` times more candidates, re-scored exactly from `stored` (float16 rows by id).
+
+    Compressed codes (PQ, SQ) rank neighbours approximately; the full vectors on disk put the
+    best `k` of the candidates back in exact order. `total` bounds the candidates asked for.
+    """
+    if k_factor == 1:
+        return search
+
+    def rerank(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        _, ids = search(queries, min(total, k * k_factor))
+        candidates = stored[np.maximum(ids, 0)].astype(np.float32)  # (queries, m, dim)
+        scores = np.einsum("qd,qmd->qm", queries, candidates)
+        scores[ids < 0] = -np.inf
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+    return rerank
 
 
 def exact_search(

@@ -1,5 +1,6 @@
 """Interrupted builds resume without losing or duplicating posts."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hicl_retrieval import BuildConfig, HiclError, build_index
+from hicl_retrieval import BuildConfig, HiclError, ReaderConfig, build_index
 from hicl_retrieval.index import BUILD_STATE, MANIFEST, IndexDir
 
 from test_index import TOPICS, write_corpus
@@ -118,16 +119,18 @@ def test_a_failed_build_resumes_on_rerun_and_other_settings_are_refused(tiny_enc
     def failing_index(*args):
         raise RuntimeError("stopped while building the FAISS index")
 
-    monkeypatch.setattr(indexer, "_faiss_index", failing_index)
+    monkeypatch.setattr(indexer, "build_faiss_index", failing_index)
     with pytest.raises(RuntimeError, match="FAISS"):
         build_index([corpus], out, config, encoder=tiny_encoder)  # resumes, then fails at the end
     monkeypatch.undo()
 
-    other = BuildConfig(encoder=tiny_encoder.config, progress=False, faiss_factory="HNSW8")
-    with pytest.raises(HiclError, match="faiss_factory"):
+    other = BuildConfig(encoder=tiny_encoder.config, progress=False, reader=ReaderConfig(max_record_bytes=4096))
+    with pytest.raises(HiclError, match="reader"):
         build_index([corpus], out, other, encoder=tiny_encoder)
-    resumed = build_index([corpus], out, config, encoder=tiny_encoder)
-    assert resumed.resumed
+    # The index type is chosen at the end, from the stored vectors: another one may finish the build.
+    hnsw = dataclasses.replace(config, faiss_factory="HNSW8")
+    resumed = build_index([corpus], out, hnsw, encoder=tiny_encoder)
+    assert resumed.resumed and IndexDir(out).read_manifest().faiss_factory == "IDMap2,HNSW8"
     assert (resumed.read, resumed.indexed, resumed.duplicates, dict(resumed.rejected)) == (
         full.read, full.indexed, full.duplicates, dict(full.rejected)
     )

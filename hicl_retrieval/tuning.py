@@ -1,0 +1,79 @@
+"""Tune an approximate index's search (nprobe, efSearch) to a target recall against exact search."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .vectors import VectorIndex, exact_search, reranked
+
+LOG = logging.getLogger(__name__)
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int) -> float:
+    """Mean share of each row's true top-`k` ids that `found`'s top-`k` holds."""
+    hits = sum(len(set(f[:k].tolist()) & set(t[:k].tolist()) - {-1}) for f, t in zip(found, truth))
+    return hits / (len(truth) * k) if len(truth) else 1.0
+
+
+def _without(ids: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+    """Each row of `ids` without its query's own id, cut to `k` (the query is in the corpus)."""
+    return np.stack([row[row != self_id][:k] for row, self_id in zip(ids, own)])
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The search setting chosen for an index and the recall it reached, as the manifest records it."""
+
+    params: dict[str, int] = field(default_factory=dict)
+    recall_at_10: float = 1.0
+    target: float = 0.95
+    queries: int = 0
+    tried: dict[str, float] = field(default_factory=dict)
+    """Recall@10 reached by each value tried."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tune(
+    index: VectorIndex,
+    stored: np.ndarray,
+    ids: np.ndarray,
+    *,
+    k_factor: int,
+    target: float = 0.95,
+    queries: int = 500,
+    k: int = 10,
+    seed: int = 0,
+) -> Tuning:
+    """The cheapest value of the index's speed/recall parameter whose recall@`k` reaches `target`.
+
+    Queries are `queries` posts drawn from the corpus (ids `ids`, vectors `stored`); each one's
+    own id is left out of both result lists, so recall is measured on its true neighbours. The
+    search measured is the one queries run: the index, then the exact re-rank (`k_factor`).
+    The chosen value is set on `index`; if none reaches `target`, the most thorough one is kept.
+    """
+    knob = index.tunable()
+    if knob is None or len(ids) <= k + 1:
+        return Tuning(target=target)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(ids, size=min(queries, len(ids)), replace=False))
+    vectors = stored[sample].astype(np.float32)
+    _, truth = exact_search(stored, ids, vectors, k + 1)
+    truth = _without(truth, sample, k)
+    search = reranked(index.search, stored, k_factor, index.size)
+    name, values = knob
+    tried: dict[str, float] = {}
+    for value in values:
+        index.set_search_params({name: value})
+        _, found = search(vectors, k + 1)
+        recall = recall_at_k(_without(found, sample, k), truth, k)
+        tried[str(value)] = round(recall, 4)
+        LOG.info("%s=%d: recall@%d %.4f", name, value, k, recall)
+        if recall >= target:
+            break
+    return Tuning(params={name: value}, recall_at_10=tried[str(value)], target=target,
+                  queries=len(sample), tried=tried)
