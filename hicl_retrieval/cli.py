@@ -32,6 +32,28 @@ def _memory(args: argparse.Namespace) -> int | None:
     return parse_size(args.max_memory) if args.max_memory else None
 
 
+def _add_reading_options(command) -> None:
+    reading = command.add_argument_group("reading the corpus")
+    reading.add_argument("--format", default="auto", choices=("auto", "text", "jsonl", "csv", "tsv", "parquet"),
+                         help="corpus format (default: from the file name, else the content)")
+    reading.add_argument("--text-col", help="text column / JSON key (default: detected, e.g. text, full_text)")
+    reading.add_argument("--id-col", help="post id column (default: detected, e.g. id_str, id, tweet_id)")
+    reading.add_argument("--author-col", help="author column (default: detected, e.g. author, screen_name)")
+    reading.add_argument("--time-col", help="creation time column (default: detected, e.g. created_at)")
+    reading.add_argument("--delimiter", help="CSV delimiter (default: ',' for .csv, '\\t' for .tsv)")
+    reading.add_argument("--max-record-bytes", type=int, default=1 << 20,
+                         help="reject lines/records longer than this (default: 1 MiB)")
+
+
+def _reader(args: argparse.Namespace):
+    from .config import ReaderConfig
+
+    return ReaderConfig(
+        format=args.format, text_col=args.text_col, id_col=args.id_col, author_col=args.author_col,
+        time_col=args.time_col, delimiter=args.delimiter, max_record_bytes=args.max_record_bytes,
+    )
+
+
 def _add_build(commands) -> None:
     build = commands.add_parser("build", help="build an index from corpus files")
     build.add_argument("corpus", nargs="+", help="corpus files: .txt, .jsonl, .csv, .tsv, .parquet, optionally .gz/.zst")
@@ -47,16 +69,7 @@ def _add_build(commands) -> None:
     build.add_argument("--resume", action="store_true",
                        help="continue the interrupted build at --out (rerunning the same command does it too); "
                             "fail if there is none")
-    reading = build.add_argument_group("reading the corpus")
-    reading.add_argument("--format", default="auto", choices=("auto", "text", "jsonl", "csv", "tsv", "parquet"),
-                         help="corpus format (default: from the file name, else the content)")
-    reading.add_argument("--text-col", help="text column / JSON key (default: detected, e.g. text, full_text)")
-    reading.add_argument("--id-col", help="post id column (default: detected, e.g. id_str, id, tweet_id)")
-    reading.add_argument("--author-col", help="author column (default: detected, e.g. author, screen_name)")
-    reading.add_argument("--time-col", help="creation time column (default: detected, e.g. created_at)")
-    reading.add_argument("--delimiter", help="CSV delimiter (default: ',' for .csv, '\\t' for .tsv)")
-    reading.add_argument("--max-record-bytes", type=int, default=1 << 20,
-                         help="reject lines/records longer than this (default: 1 MiB)")
+    _add_reading_options(build)
     running = build.add_argument_group("running")
     running.add_argument("--batch-size", type=int, default=64, help="posts per encoder batch (default: 64)")
     running.add_argument("--chunk-size", type=int, default=4096,
@@ -64,6 +77,48 @@ def _add_build(commands) -> None:
     running.add_argument("--threads", type=int, help="CPU threads for torch and FAISS (default: all cores)")
     running.add_argument("--quiet", action="store_true", help="no progress bar")
     running.add_argument("--json", action="store_true", help="print the build report as JSON")
+
+
+def _add_filter_options(command) -> None:
+    filters = command.add_argument_group("filters (combined with AND; options that take a name may be repeated)")
+    filters.add_argument("--has-hashtag", action="append", default=[], metavar="TAG", help="hits carry this hashtag")
+    filters.add_argument("--lacks-hashtag", action="append", default=[], metavar="TAG", help="hits lack this hashtag")
+    filters.add_argument("--author", action="append", default=[], metavar="NAME", help="hits by one of these authors")
+    filters.add_argument("--exclude-author", action="append", default=[], metavar="NAME",
+                         help="no hits by these authors")
+    filters.add_argument("--since", metavar="TIME", help="hits created at or after TIME (ISO 8601, UTC)")
+    filters.add_argument("--until", metavar="TIME", help="hits created before TIME (ISO 8601, UTC)")
+    filters.add_argument("--source", action="append", default=[], metavar="FILE",
+                         help="hits from this corpus file (full path or file name)")
+    filters.add_argument("--exclude-source", action="append", default=[], metavar="FILE",
+                         help="no hits from this corpus file")
+
+
+def _filter(args: argparse.Namespace):
+    from .filters import from_options
+
+    return from_options(
+        has_hashtags=args.has_hashtag, lacks_hashtags=args.lacks_hashtag, authors=args.author,
+        exclude_authors=args.exclude_author, since=args.since, until=args.until,
+        sources=args.source, exclude_sources=args.exclude_source,
+    )
+
+
+def _add_updates(commands) -> None:
+    add = commands.add_parser("add", help="add posts to an index (skipping post ids it holds), encoding only them")
+    add.add_argument("index", help="index directory")
+    add.add_argument("corpus", nargs="+", help="corpus files, as for build")
+    _add_reading_options(add)
+    add.add_argument("--batch-size", type=int, default=64, help="posts per encoder batch (default: 64)")
+    add.add_argument("--chunk-size", type=int, default=4096, help="posts read and encoded together (default: 4096)")
+    add.add_argument("--threads", type=int, help="CPU threads for torch and FAISS (default: all cores)")
+    add.add_argument("--quiet", action="store_true", help="no progress bar")
+    delete = commands.add_parser("delete", help="remove posts from results now (from the files at `compact`)")
+    delete.add_argument("index", help="index directory")
+    delete.add_argument("--post-id", action="append", default=[], help="post id to delete (may be repeated)")
+    _add_filter_options(delete)
+    compact = commands.add_parser("compact", help="rewrite an index without its deleted posts")
+    compact.add_argument("index", help="index directory")
 
 
 def _add_query(commands) -> None:
@@ -80,18 +135,7 @@ def _add_query(commands) -> None:
     query.add_argument("--threads", type=int, help="CPU threads for torch and FAISS (default: all cores)")
     query.add_argument("--k-factor", type=int,
                        help="candidates per hit re-ranked exactly from the stored vectors (default: the index's)")
-    filters = query.add_argument_group("filters (combined with AND; options that take a name may be repeated)")
-    filters.add_argument("--has-hashtag", action="append", default=[], metavar="TAG", help="hits carry this hashtag")
-    filters.add_argument("--lacks-hashtag", action="append", default=[], metavar="TAG", help="hits lack this hashtag")
-    filters.add_argument("--author", action="append", default=[], metavar="NAME", help="hits by one of these authors")
-    filters.add_argument("--exclude-author", action="append", default=[], metavar="NAME",
-                         help="no hits by these authors")
-    filters.add_argument("--since", metavar="TIME", help="hits created at or after TIME (ISO 8601, UTC)")
-    filters.add_argument("--until", metavar="TIME", help="hits created before TIME (ISO 8601, UTC)")
-    filters.add_argument("--source", action="append", default=[], metavar="FILE",
-                         help="hits from this corpus file (full path or file name)")
-    filters.add_argument("--exclude-source", action="append", default=[], metavar="FILE",
-                         help="no hits from this corpus file")
+    _add_filter_options(query)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -100,6 +144,7 @@ def parser() -> argparse.ArgumentParser:
     commands = main.add_subparsers(dest="command", required=True)
     _add_build(commands)
     _add_query(commands)
+    _add_updates(commands)
     reindex = commands.add_parser("reindex", help="rebuild the FAISS index as another type, without re-encoding")
     reindex.add_argument("index", help="index directory")
     _add_index_options(reindex)
@@ -113,7 +158,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _build(args: argparse.Namespace) -> None:
-    from .config import BuildConfig, ReaderConfig, resolve_encoder
+    from .config import BuildConfig, resolve_encoder
     from .index import IndexDir
     from .indexer import build_index
 
@@ -125,10 +170,7 @@ def _build(args: argparse.Namespace) -> None:
     encoder = resolve_encoder(args.encoder, pooling=args.pooling)
     config = BuildConfig(
         encoder=dataclasses.replace(encoder, quantize="int8") if args.int8 else encoder,
-        reader=ReaderConfig(
-            format=args.format, text_col=args.text_col, id_col=args.id_col, author_col=args.author_col,
-            time_col=args.time_col, delimiter=args.delimiter, max_record_bytes=args.max_record_bytes,
-        ),
+        reader=_reader(args),
         faiss_factory=args.faiss_factory,
         max_memory=_memory(args),
         target_recall=args.target_recall,
@@ -162,15 +204,10 @@ def _queries(args: argparse.Namespace) -> list[str]:
 
 
 def _query(args: argparse.Namespace) -> None:
-    from .filters import from_options
     from .retriever import Retriever
 
     queries = _queries(args)
-    where = from_options(
-        has_hashtags=args.has_hashtag, lacks_hashtags=args.lacks_hashtag, authors=args.author,
-        exclude_authors=args.exclude_author, since=args.since, until=args.until,
-        sources=args.source, exclude_sources=args.exclude_source,
-    )
+    where = _filter(args)
     with Retriever(args.index, threads=args.threads, k_factor=args.k_factor) as retriever:
         results = retriever.search(
             queries, k=args.k, dedupe=not args.no_dedupe, strip_query_hashtags=args.strip_hashtags, filter=where
@@ -199,6 +236,30 @@ def _reindex(args: argparse.Namespace) -> None:
                        target_recall=args.target_recall)
     print(f"{args.index}: {manifest.count} posts now in {manifest.faiss_factory} ({manifest.faiss_file}), "
           f"k_factor {manifest.k_factor}")
+
+
+def _add(args: argparse.Namespace) -> None:
+    from . import native
+    from .updates import add_posts
+
+    native.set_threads(args.threads)
+    report = add_posts(args.index, args.corpus, reader=_reader(args), batch_size=args.batch_size,
+                       chunk_size=args.chunk_size, progress=not args.quiet)
+    print(f"{args.index}: {report.summary()}")
+
+
+def _delete(args: argparse.Namespace) -> None:
+    from .updates import delete_posts
+
+    deleted = delete_posts(args.index, post_ids=args.post_id, filter=_filter(args))
+    print(f"{args.index}: {deleted} posts deleted (their vectors leave the files at the next compact)")
+
+
+def _compact(args: argparse.Namespace) -> None:
+    from .updates import compact
+
+    manifest = compact(args.index)
+    print(f"{args.index}: compacted to {manifest.count} posts ({manifest.faiss_factory})")
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -237,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no bar for loading weights
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
-        {"build": _build, "query": _query, "reindex": _reindex, "info": _info}[args.command](args)
+        {"build": _build, "query": _query, "reindex": _reindex, "info": _info, "add": _add, "delete": _delete,
+         "compact": _compact}[args.command](args)
     except HiclError as exc:
         print(f"hicl-retrieval: error: {exc}", file=sys.stderr)
         return 1

@@ -11,12 +11,17 @@ Layout::
     IDX/rejects.jsonl   rows of the corpus that were not indexed: source, line, reason
     IDX/build.json      only while a build is unfinished: its inputs and settings, so that
                         rerunning it resumes where it stopped
+
+`add`, `delete` and `compact` never change a file a reader may have open, except by appending
+past what the manifest covers: they write new generations (``posts.<n>.duckdb``,
+``faiss.<n>.index``, ``vectors.<n>.f16``) and switch to them by rewriting the manifest.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -37,7 +42,11 @@ FAISS_INDEX = "faiss.index"
 STORE = "posts.duckdb"
 REJECTS = "rejects.jsonl"
 BUILD_STATE = "build.json"
-_FILES = (VECTORS, STORE, REJECTS)
+WRITE_LOCK = "write.lock"
+_INDEX_FILE = re.compile(
+    r"^(manifest\.json|build\.json|rejects\.jsonl|write\.lock|posts(\.\d+)?\.duckdb|vectors(\.\d+)?\.f16"
+    r"|faiss(\.\d+)?\.index)(\.wal|\.tmp)?$"
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,8 @@ class Manifest:
     """FAISS search parameters set on opening (``nprobe``, ``efSearch``), as tuned at build time."""
     tuning: dict[str, Any] = field(default_factory=dict)
     """How `search_params` were chosen: target and reached recall@10 against exact search."""
+    store_file: str = STORE
+    vectors_file: str = VECTORS
     stats: dict[str, Any] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
     """Size in bytes of each file, checked on open to catch truncated copies."""
@@ -124,12 +135,7 @@ class IndexDir:
         if directory.path.exists() and not directory.path.is_dir():
             raise HiclError(f"{directory.path} exists and is not a directory")
         if directory.path.is_dir() and any(directory.path.iterdir()):
-            known = {MANIFEST, BUILD_STATE, *_FILES}
-            known |= {f"{name}.wal" for name in known} | {f"{name}.tmp" for name in known}
-            strangers = sorted(
-                p.name for p in directory.path.iterdir()
-                if p.name not in known and not (p.name.startswith("faiss") and ".index" in p.name)
-            )
+            strangers = sorted(p.name for p in directory.path.iterdir() if not _INDEX_FILE.match(p.name))
             if strangers:
                 raise HiclError(
                     f"{directory.path} is not empty and holds files that are not part of an index "
@@ -164,7 +170,7 @@ class IndexDir:
 
     def commit(self, manifest: Manifest) -> None:
         """Make `manifest` the index: written atomically after every file it names; no build state."""
-        names = (*_FILES, manifest.faiss_file)
+        names = (manifest.vectors_file, manifest.store_file, REJECTS, manifest.faiss_file)
         files = {name: self.file(name).stat().st_size for name in names if self.file(name).exists()}
         data = {**manifest.to_dict(), "files": files, "library_version": _library_version()}
         _write_json_atomically(self.file(MANIFEST), data)
@@ -197,13 +203,13 @@ class IndexDir:
             raise HiclError(f"{path} is damaged ({exc}); rebuild the index") from None
         for name, size in manifest.files.items():
             actual = self.file(name).stat().st_size if self.file(name).exists() else None
-            if actual != size:
+            if actual != size and not (name in (manifest.vectors_file, REJECTS) and actual and actual > size):
                 found = "is missing" if actual is None else f"has {actual} bytes, the manifest says {size}"
                 raise HiclError(f"{self.file(name)} {found}: the index is incomplete or damaged; rebuild it")
         return manifest
 
-    def open_store(self, *, read_only: bool) -> PostStore:
-        return PostStore(self.file(STORE), read_only=read_only)
+    def open_store(self, *, read_only: bool, name: str = STORE) -> PostStore:
+        return PostStore(self.file(name), read_only=read_only)
 
     def open_faiss(self, manifest: Manifest, *, mmap: bool | None = None) -> VectorIndex:
         """The FAISS index with its tuned search parameters; an IVF index's lists memory-mapped by default."""
@@ -215,4 +221,4 @@ class IndexDir:
         """vectors.f16 memory-mapped, shape (vector_rows, dim)."""
         if manifest.vector_rows == 0:
             return np.zeros((0, manifest.dim), dtype=np.float16)
-        return np.memmap(self.file(VECTORS), dtype=np.float16, mode="r", shape=(manifest.vector_rows, manifest.dim))
+        return np.memmap(self.file(manifest.vectors_file), dtype=np.float16, mode="r", shape=(manifest.vector_rows, manifest.dim))

@@ -292,7 +292,7 @@ def reindex(
     factory = effective_factory(factory_for(spec, manifest.count, manifest.dim, max_memory))
     plan = plan_index(factory, manifest.count, manifest.dim, k_factor=default_k_factor(factory))
     check_fits(plan, max_memory=max_memory, free_disk=_free_disk(directory.path))
-    store = directory.open_store(read_only=True)
+    store = directory.open_store(read_only=True, name=manifest.store_file)
     try:
         ids = store.ids()
     finally:

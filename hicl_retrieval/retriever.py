@@ -108,10 +108,25 @@ class Retriever:
                 f"the encoder gives {self.encoder.dim}-dimensional vectors but {path} holds "
                 f"{self.manifest.dim}-dimensional ones; query with the index's own encoder"
             )
-        self.vectors = self.directory.open_faiss(self.manifest)
-        self.store = self.directory.open_store(read_only=True)
+        self._open_files()
         self.k_factor = self.manifest.k_factor if k_factor is None else k_factor
         self._stored = None
+
+    def _open_files(self, attempts: int = 3) -> None:
+        """Open the FAISS index and the post store the manifest names.
+
+        An `add`, `delete` or `compact` may switch the manifest to new files and remove the old
+        ones between our reading the manifest and opening them: then read it again.
+        """
+        for attempt in range(attempts):
+            try:
+                self.vectors = self.directory.open_faiss(self.manifest)
+                self.store = self.directory.open_store(read_only=True, name=self.manifest.store_file)
+                return
+            except (HiclError, RuntimeError):
+                if attempt == attempts - 1:
+                    raise
+                self.manifest = self.directory.read_manifest()
 
     def __enter__(self) -> Retriever:
         return self

@@ -111,6 +111,31 @@ class PostStore:
         )
         return {row[0]: dict(zip(COLUMNS, row)) for row in cursor.fetchall()}
 
+    def existing_post_ids(self, post_ids: Sequence[str]) -> set[str]:
+        """Those of `post_ids` that posts in the store already have."""
+        if not post_ids:
+            return set()
+        cursor = self.con.execute(
+            "SELECT DISTINCT post_id FROM posts WHERE post_id IN (SELECT unnest(?::VARCHAR[]))", [list(post_ids)]
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+    def ids_of_post_ids(self, post_ids: Sequence[str]) -> Any:
+        """Ids (ascending numpy array) of the posts with these post ids."""
+        return self.con.execute(
+            "SELECT id FROM posts WHERE post_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY id", [list(post_ids)]
+        ).fetchnumpy()["id"]
+
+    def copy_renumbered(self, source: Path) -> None:
+        """Fill this empty store with the posts of the store `source`, ids renumbered 0, 1, ... in order."""
+        self.con.execute("ATTACH ? AS source (READ_ONLY)", [str(source)])
+        try:
+            rest = ", ".join(COLUMNS[1:])
+            self.con.execute(f"INSERT INTO posts SELECT row_number() OVER (ORDER BY id) - 1, {rest} FROM source.posts")
+            self.con.execute("INSERT INTO build_ledger SELECT * FROM source.build_ledger")
+        finally:
+            self.con.execute("DETACH source")
+
     def matching_ids(self, where: str, params: list[Any]) -> Any:
         """Ids (ascending numpy array) of the posts meeting a filter's WHERE clause (filters.py)."""
         return self.con.execute(f"SELECT id FROM posts WHERE {where} ORDER BY id", params).fetchnumpy()["id"]

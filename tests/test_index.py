@@ -74,7 +74,7 @@ def test_vector_ids_are_the_store_keys(built, tiny_encoder):
     directory = IndexDir(path)
     manifest = directory.read_manifest()
     vectors = directory.open_vectors(manifest)
-    store = directory.open_store(read_only=True)
+    store = directory.open_store(read_only=True, name=manifest.store_file)
     try:
         rows = store.fetch([0, 17, 41])
         assert store.fetch([62]) == {}  # the duplicate post id was removed from the store...

@@ -33,7 +33,7 @@ def index_contents(path: Path) -> tuple[dict, Counter, dict]:
     directory = IndexDir(path)
     manifest = directory.read_manifest()
     vectors = directory.open_vectors(manifest)
-    store = directory.open_store(read_only=True)
+    store = directory.open_store(read_only=True, name=manifest.store_file)
     try:
         rows = store.con.execute("SELECT id, post_id, text, source, line FROM posts ORDER BY id").fetchall()
     finally:

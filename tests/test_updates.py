@@ -1,0 +1,151 @@
+"""Adding, deleting and compacting a finished index, with readers open all along."""
+
+import json
+
+import pytest
+
+from hicl_retrieval import BuildConfig, Filter, HiclError, Retriever, build_index
+from hicl_retrieval.cli import main
+from hicl_retrieval.filters import Condition
+from hicl_retrieval.index import WRITE_LOCK, IndexDir
+from hicl_retrieval.updates import add_posts, compact, delete_posts
+
+from test_filters import write_posts
+
+
+def contents(path):
+    """post id -> (text, float16 vector) of every post of the index at `path`; checks the counts agree."""
+    directory = IndexDir(path)
+    manifest = directory.read_manifest()
+    vectors = directory.open_vectors(manifest)
+    store = directory.open_store(read_only=True, name=manifest.store_file)
+    try:
+        rows = store.con.execute("SELECT id, post_id, text FROM posts ORDER BY id").fetchall()
+    finally:
+        store.close()
+    assert len(rows) == manifest.count
+    return {post_id: (text, vectors[i].tobytes()) for i, post_id, text in rows}
+
+
+def texts_of(retriever, query, k=10, **options):
+    return [hit.text for hit in retriever.search(query, k=k, **options)[0].hits]
+
+
+@pytest.fixture
+def index(tmp_path, tiny_encoder):
+    rows = write_posts(tmp_path / "a.jsonl", 300)
+    config = BuildConfig(encoder=tiny_encoder.config, progress=False)
+    build_index([tmp_path / "a.jsonl"], tmp_path / "index", config, encoder=tiny_encoder)
+    return tmp_path / "index", rows
+
+
+def write_more(path, rows, start, count, overlap):
+    """`count` new posts from id `start`, the first `overlap` rows of `rows` again, and a broken line."""
+    new = [{"id": f"n{i}", "text": f"volcano eruption ash cloud report {i} #volcano"} for i in range(start, start + count)]
+    lines = [json.dumps(r) for r in new + rows[:overlap]] + ["{broken"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return new
+
+
+def test_add_encodes_only_new_posts_and_matches_a_full_build(index, tmp_path, tiny_encoder, monkeypatch):
+    path, rows = index
+    new = write_more(tmp_path / "b.jsonl", rows, 0, 50, overlap=20)
+    encoded = []
+    encode = tiny_encoder.encode
+    monkeypatch.setattr(tiny_encoder, "encode", lambda texts, **kw: encoded.extend(texts) or encode(texts, **kw))
+    with Retriever(path, encoder=tiny_encoder) as before:
+        report = add_posts(path, [tmp_path / "b.jsonl"], encoder=tiny_encoder, chunk_size=16, progress=False)
+        # a reader opened before the add keeps its whole, older index
+        assert not any("volcano" in t for t in texts_of(before, new[7]["text"], dedupe=False))
+    assert (report.read, report.added, report.known, dict(report.rejected)) == (71, 50, 20, {"bad_json": 1})
+    assert sorted(encoded) == sorted([r["text"] for r in new] + [new[7]["text"]])  # the new posts and the query
+    with Retriever(path, encoder=tiny_encoder) as after:
+        assert all("volcano" in t for t in texts_of(after, new[7]["text"], k=5, dedupe=False))
+        assert len(after) == 350
+    # a second add of the same file adds nothing
+    again = add_posts(path, [tmp_path / "b.jsonl"], encoder=tiny_encoder, progress=False)
+    assert (again.added, again.known) == (0, 70)
+
+    full = tmp_path / "full.jsonl"
+    full.write_text("\n".join(json.dumps(r) for r in rows + new) + "\n", encoding="utf-8")
+    config = BuildConfig(encoder=tiny_encoder.config, progress=False)
+    build_index([full], tmp_path / "full", config, encoder=tiny_encoder)
+    assert contents(path) == contents(tmp_path / "full")
+    assert sorted(p.name for p in path.iterdir() if p.name.startswith(("posts", "faiss"))) == sorted(
+        [IndexDir(path).read_manifest().store_file, IndexDir(path).read_manifest().faiss_file])
+
+
+def test_interrupted_add_leaves_the_index_as_it_was(index, tmp_path, tiny_encoder, monkeypatch):
+    path, rows = index
+    write_more(tmp_path / "b.jsonl", rows, 0, 60, overlap=0)
+    before = contents(path)
+    calls = []
+    encode = tiny_encoder.encode
+
+    def failing(texts, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("stopped mid-add")
+        return encode(texts, **kw)
+
+    monkeypatch.setattr(tiny_encoder, "encode", failing)
+    with pytest.raises(RuntimeError, match="mid-add"):
+        add_posts(path, [tmp_path / "b.jsonl"], encoder=tiny_encoder, chunk_size=16, progress=False)
+    monkeypatch.undo()
+    assert contents(path) == before  # the appended vectors lie past what the manifest covers
+    report = add_posts(path, [tmp_path / "b.jsonl"], encoder=tiny_encoder, chunk_size=16, progress=False)
+    assert report.added == 60 and len(contents(path)) == 360
+    assert len([p for p in path.iterdir() if p.name.startswith("posts")]) == 1
+
+
+def test_delete_hides_posts_at_once_and_compact_removes_them(index, tiny_encoder):
+    path, rows = index
+    with Retriever(path, encoder=tiny_encoder) as retriever:
+        wanted = texts_of(retriever, "river flooding", k=20, dedupe=False)
+    doomed = [r for r in rows if r["text"] in wanted[:3]]
+    rare = [r for r in rows if "#rare" in r["text"]]
+    deleted = delete_posts(path, post_ids=[r["id"] for r in doomed],
+                           filter=Filter.of(Condition("hashtag", "has", "#rare")))
+    assert deleted == len({r["id"] for r in doomed + rare})
+    gone = {r["text"] for r in doomed + rare}
+    with Retriever(path, encoder=tiny_encoder) as retriever:
+        hidden = texts_of(retriever, "river flooding", k=20, dedupe=False)
+        assert not gone & set(hidden) and len(hidden) == 20
+        kept = [t for t in wanted if t not in gone]
+        assert set(kept[: len(kept) - 3]) <= set(hidden)  # the rest of the old hits (ties may reorder the tail)
+        manifest = IndexDir(path).read_manifest()
+        assert manifest.count == 300 - deleted and manifest.vector_rows == 300
+        compacted = compact(path)
+        # the reader opened before the compaction still answers from its own files
+        assert texts_of(retriever, "river flooding", k=20, dedupe=False) == hidden
+    assert compacted.vector_rows == compacted.count == 300 - deleted
+    with Retriever(path, encoder=tiny_encoder) as retriever:
+        assert len(retriever) == compacted.count
+        assert texts_of(retriever, "river flooding", k=20, dedupe=False) == hidden
+    assert {text for text, _ in contents(path).values()} == {r["text"] for r in rows} - gone
+    with pytest.raises(HiclError, match="post ids or a filter"):
+        delete_posts(path)
+
+
+def test_one_change_at_a_time(index):
+    import fcntl
+
+    path, _ = index
+    with open(path / WRITE_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with pytest.raises(HiclError, match="another add, delete or compact"):
+            delete_posts(path, post_ids=["1"])
+
+
+def test_cli_add_delete_compact(index, tmp_path, capsys):
+    path, rows = index
+    write_more(tmp_path / "b.jsonl", rows, 0, 5, overlap=2)
+    assert main(["add", str(path), str(tmp_path / "b.jsonl"), "--quiet"]) == 0
+    assert "added 5, skipped (post id already indexed) 2" in capsys.readouterr().out
+    assert main(["delete", str(path), "--post-id", "n0", "--author", "user3"]) == 0
+    out = capsys.readouterr().out
+    assert f"{1 + sum(r['author'] == 'user3' for r in rows)} posts deleted" in out
+    assert main(["compact", str(path)]) == 0
+    assert f"compacted to {305 - 1 - sum(r['author'] == 'user3' for r in rows)} posts" in capsys.readouterr().out
+    assert main(["delete", str(path)]) == 1
+    assert "post ids or a filter" in capsys.readouterr().err
