@@ -23,13 +23,18 @@ from .filters import Condition, Filter
 
 if TYPE_CHECKING:
     from .encoder import Encoder
-    from .indexer import BuildReport, build_index
+    from .indexer import BuildReport, build_index, reindex
     from .retriever import Hit, Retriever, SearchResult
+    from .updates import add_posts, compact, delete_posts
 
 _LAZY = {
     "Encoder": "encoder",
     "BuildReport": "indexer",
     "build_index": "indexer",
+    "reindex": "indexer",
+    "add_posts": "updates",
+    "delete_posts": "updates",
+    "compact": "updates",
     "Hit": "retriever",
     "Retriever": "retriever",
     "SearchResult": "retriever",
@@ -37,7 +42,7 @@ _LAZY = {
 
 __all__ = [
     "BuildConfig", "BuildReport", "Condition", "Filter", "Encoder", "EncoderConfig", "HiclError", "Hit", "ReaderConfig",
-    "Retriever", "SearchResult", "build_index", "resolve_encoder",
+    "Retriever", "SearchResult", "add_posts", "build_index", "compact", "delete_posts", "reindex", "resolve_encoder",
 ]
 
 

@@ -23,8 +23,8 @@ from .corpus import Corpus, Post, Record, Reject
 from .encoder import Encoder
 from .errors import HiclError
 from .index import FAISS_INDEX, REJECTS, VECTORS, IndexDir, Manifest
-from .text import duplicate_key, extract_hashtags
 from .planning import IndexPlan, check_fits, factory_for, plan_index, train_rows
+from .text import duplicate_key, extract_hashtags
 from .tuning import tune
 from .vectors import VectorIndex, default_k_factor, effective_factory
 

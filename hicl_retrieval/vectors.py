@@ -162,8 +162,12 @@ def reranked(search, stored: np.ndarray, k_factor: int, total: int):
     def rerank(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         _, ids = search(queries, min(total, k * k_factor))
-        candidates = stored[np.maximum(ids, 0)].astype(np.float32)  # (queries, m, dim)
-        scores = np.einsum("qd,qmd->qm", queries, candidates)
+        wanted = np.maximum(ids, 0).ravel()
+        order = np.argsort(wanted, kind="stable")  # reading rows in file order halves the time
+        candidates = np.empty((len(wanted), stored.shape[1]), dtype=np.float32)
+        candidates[order] = stored[wanted[order]]
+        candidates = candidates.reshape(*ids.shape, -1)  # (queries, m, dim)
+        scores = np.matmul(candidates, queries[:, :, None])[..., 0]
         scores[ids < 0] = -np.inf
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
