@@ -102,6 +102,7 @@ class Encoder:
         if config.quantize == "int8":
             self.model = _quantize_int8(self.model, self.device)
         self.dim = int(self.model.config.hidden_size)
+        self.model_bytes = sum(t.numel() * t.element_size() for t in (*self.model.parameters(), *self.model.buffers()))
         self.revision = (
             _package_version(config.package)
             if config.package

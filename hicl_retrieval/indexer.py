@@ -144,11 +144,12 @@ def _build_state(posts_in: Corpus, encoder: Encoder, config: BuildConfig) -> dic
     }
 
 
-def plan_for(spec: str, posts: int, dim: int, config: BuildConfig) -> IndexPlan:
+def plan_for(spec: str, posts: int, encoder: Encoder, config: BuildConfig) -> IndexPlan:
     """The index `spec` resolves to for `posts` posts, with its RAM and disk needs."""
-    factory = effective_factory(factory_for(spec, posts, dim, config.max_memory))
-    VectorIndex.create(dim, factory)  # a bad factory string fails here, before any work
-    return plan_index(factory, posts, dim, k_factor=default_k_factor(factory))
+    working = 2 * encoder.model_bytes + (256 << 20)  # the model, its activations, a chunk, DuckDB
+    factory = effective_factory(factory_for(spec, posts, encoder.dim, config.max_memory, working=working))
+    VectorIndex.create(encoder.dim, factory)  # a bad factory string fails here, before any work
+    return plan_index(factory, posts, encoder.dim, k_factor=default_k_factor(factory), working=working)
 
 
 def _free_disk(path: Path) -> int:
@@ -198,7 +199,7 @@ def build_index(
     tick = time.perf_counter()
     encoder = encoder or Encoder(config.encoder)
     load_seconds = time.perf_counter() - tick
-    plan = plan_for(config.faiss_factory, posts_in.estimated_records(), encoder.dim, config)
+    plan = plan_for(config.faiss_factory, posts_in.estimated_records(), encoder, config)
     announce(f"plan: {plan.describe()}")
     check_fits(plan, max_memory=config.max_memory, free_disk=_free_disk(Path(out)))
     state = _build_state(posts_in, encoder, config)
@@ -259,7 +260,7 @@ def build_index(
     finally:
         store.close()
 
-    plan = plan_for(config.faiss_factory, report.indexed, encoder.dim, config)
+    plan = plan_for(config.faiss_factory, report.indexed, encoder, config)
     check_fits(plan, max_memory=config.max_memory)  # the disk is mostly written by now
     manifest = Manifest(
         encoder=encoder.config,
@@ -289,8 +290,9 @@ def reindex(
     manifest = directory.read_manifest()
     if k_factor is not None and k_factor < 1:
         raise HiclError(f"k_factor must be at least 1, not {k_factor}")
-    factory = effective_factory(factory_for(spec, manifest.count, manifest.dim, max_memory))
-    plan = plan_index(factory, manifest.count, manifest.dim, k_factor=default_k_factor(factory))
+    working = 256 << 20  # no encoder here: buffers only
+    factory = effective_factory(factory_for(spec, manifest.count, manifest.dim, max_memory, working=working))
+    plan = plan_index(factory, manifest.count, manifest.dim, k_factor=default_k_factor(factory), working=working)
     check_fits(plan, max_memory=max_memory, free_disk=_free_disk(directory.path))
     store = directory.open_store(read_only=True, name=manifest.store_file)
     try:

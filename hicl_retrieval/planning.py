@@ -20,7 +20,8 @@ AUTO_FLAT_MAX_POSTS = 100_000
 TEXT_BYTES_PER_POST = 400
 """Rough DuckDB bytes per post (text, hashtags, ids, duplicate key), for the disk estimate."""
 BUILD_WORKING_BYTES = 1 << 30
-"""RAM besides the index during a build: encoder model, a chunk of posts, DuckDB's buffers."""
+"""RAM besides the index during a build (encoder model, a chunk of posts, DuckDB's buffers)
+when the encoder's own size is not known; a base-size model such as the HICL #Encoder needs it."""
 RERANK_K_FACTOR = 10
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -111,7 +112,9 @@ class IndexPlan:
 _NAMED = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 
 
-def factory_for(spec: str, posts: int, dim: int, max_memory: int | None = None) -> str:
+def factory_for(
+    spec: str, posts: int, dim: int, max_memory: int | None = None, *, working: int = BUILD_WORKING_BYTES
+) -> str:
     """The factory string for an index `spec`: a name of `_NAMED` or a FAISS factory string.
 
     `auto`: ``Flat`` up to `AUTO_FLAT_MAX_POSTS` posts when it fits `max_memory`, else
@@ -131,11 +134,11 @@ def factory_for(spec: str, posts: int, dim: int, max_memory: int | None = None) 
         return f"IVF{lists},PQ{dim // 8 if dim % 8 == 0 else pq_sizes(dim)[-1]}x8"
     if name != "auto":
         return spec.strip()
-    if posts <= AUTO_FLAT_MAX_POSTS and plan_index("IDMap2,Flat", posts, dim, k_factor=1).build_ram <= budget:
+    if posts <= AUTO_FLAT_MAX_POSTS and plan_index("IDMap2,Flat", posts, dim, k_factor=1, working=working).build_ram <= budget:
         return "Flat"
     for m in pq_sizes(dim)[1:] or pq_sizes(dim):
         factory = f"IVF{lists},PQ{m}x8" if m >= dim // 8 else f"OPQ{m},IVF{lists},PQ{m}x8"
-        if plan_index(factory, posts, dim, k_factor=RERANK_K_FACTOR).build_ram <= budget:
+        if plan_index(factory, posts, dim, k_factor=RERANK_K_FACTOR, working=working).build_ram <= budget:
             return factory
     return f"OPQ{pq_sizes(dim)[-1]},IVF{lists},PQ{pq_sizes(dim)[-1]}x8"
 
@@ -147,13 +150,15 @@ def train_rows(factory: str, posts: int) -> int:
     return min(posts, max(wanted if "PQ" not in factory else max(wanted, 16384), 1), 262_144)
 
 
-def plan_index(factory: str, posts: int, dim: int, *, k_factor: int) -> IndexPlan:
+def plan_index(
+    factory: str, posts: int, dim: int, *, k_factor: int, working: int = BUILD_WORKING_BYTES
+) -> IndexPlan:
     ram = index_ram(factory, posts, dim)
     training = train_rows(factory, posts) * dim * 4 if ("IVF" in factory or "PQ" in factory) else 0
     add_buffer = min(posts, 65536) * dim * 6  # float16 rows read and their float32 copy
     return IndexPlan(
         factory=factory, posts=posts, dim=dim, k_factor=k_factor, index_ram=ram,
-        build_ram=ram + training + add_buffer + BUILD_WORKING_BYTES,
+        build_ram=ram + training + add_buffer + working,
         disk=posts * dim * 2 + ram + posts * TEXT_BYTES_PER_POST, train_rows=train_rows(factory, posts),
     )
 
