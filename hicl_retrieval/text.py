@@ -16,6 +16,7 @@ Hashtag rules follow the HICL reference code (`preprocess_match.py`), with one c
 
 from __future__ import annotations
 
+import random
 import re
 import string
 from functools import lru_cache
@@ -61,10 +62,20 @@ def strip_hashtags(text: str) -> str:
     Used on queries, so that retrieval matches the topic of a post rather than the tag
     string itself (the HICL ``--hashprocess remove`` option).
     """
+    return drop_hashtags(text, 1.0)
+
+
+def drop_hashtags(text: str, probability: float, rng: random.Random | None = None) -> str:
+    """`text` with each hashtag removed with `probability` (independently), spaces collapsed.
+
+    The hashtag noise of contrastive encoder training: a model that sees the tag string of
+    its positive every time learns to match tags, not topics.
+    """
     pieces, last = [], 0
     for start, end, _ in _hashtag_spans(text):
-        pieces.append(text[last:start])
-        last = end
+        if probability >= 1.0 or (rng or random).random() < probability:
+            pieces.append(text[last:start])
+            last = end
     pieces.append(text[last:])
     return " ".join("".join(pieces).split())
 
