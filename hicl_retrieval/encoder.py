@@ -123,6 +123,17 @@ class Encoder:
         weights = mask.unsqueeze(-1).to(hidden.dtype)  # (batch, tokens, 1)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 
+    def embed(self, texts: Sequence[str]):
+        """Vectors for `texts` as a torch tensor that keeps its gradient (for training the encoder)."""
+        import torch
+
+        batch = self.tokenizer(
+            self.prepare(texts), truncation=True, max_length=self.config.max_length, padding=True, return_tensors="pt"
+        ).to(self.device)
+        vectors = self._pool(self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]),
+                             batch["attention_mask"])
+        return torch.nn.functional.normalize(vectors, dim=-1) if self.config.normalize_vectors else vectors
+
     def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress=None) -> np.ndarray:
         """Vectors for `texts`, shape (len(texts), dim), float32, in input order.
 
