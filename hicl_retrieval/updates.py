@@ -40,7 +40,7 @@ _COPY_ROWS = 65536
 def _writing(path: str | Path) -> Iterator[tuple[IndexDir, Manifest]]:
     """The index and its manifest, with the write lock held and an earlier change's leftovers removed."""
     directory = IndexDir(path)
-    manifest = directory.read_manifest()
+    directory.read_manifest()  # not an index: fail before creating a lock file in it
     with open(directory.file(WRITE_LOCK), "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
