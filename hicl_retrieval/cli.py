@@ -138,6 +138,77 @@ def _add_query(commands) -> None:
     _add_filter_options(query)
 
 
+def _add_train_encoder(commands) -> None:
+    from .config import TrainConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    train = commands.add_parser(
+        "train-encoder", help="train a topic encoder on the hashtags of posts (hashtag-driven contrastive learning)")
+    train.add_argument("corpus", nargs="+", help="corpus files, as for build")
+    train.add_argument("--base", default="minilm",
+                       help="encoder to start from: preset name, preset .toml, model directory or hub id (default: minilm)")
+    train.add_argument("--out", required=True,
+                       help="model directory to write (rerunning the command resumes an interrupted training)")
+    train.add_argument("--overwrite", action="store_true", help="replace a trained encoder or unfinished training at --out")
+    recipe = train.add_argument_group("recipe")
+    recipe.add_argument("--steps", type=int, default=defaults["steps"], help="optimiser steps (default: %(default)s)")
+    recipe.add_argument("--batch-size", type=int, default=defaults["batch_size"],
+                        help="positive pairs a step; the other pairs are the negatives (default: %(default)s)")
+    recipe.add_argument("--grad-cache", type=int, metavar="POSTS",
+                        help="encode POSTS at a time with gradient caching, for batches larger than memory allows")
+    recipe.add_argument("--lr", type=float, default=defaults["learning_rate"], help="peak learning rate (default: %(default)s)")
+    recipe.add_argument("--warmup", type=float, default=defaults["warmup"],
+                        help="share of the steps warming the learning rate up (default: %(default)s)")
+    recipe.add_argument("--temperature", type=float, default=defaults["temperature"],
+                        help="InfoNCE temperature (default: %(default)s)")
+    recipe.add_argument("--anchor-drop", type=float, default=defaults["anchor_drop"],
+                        help="probability of removing each hashtag of the anchor (default: %(default)s)")
+    recipe.add_argument("--positive-drop", type=float, default=defaults["positive_drop"],
+                        help="probability of removing each hashtag of the positive (default: %(default)s)")
+    recipe.add_argument("--max-length", type=int, default=defaults["max_length"],
+                        help="tokens a post is cut to in training (default: %(default)s)")
+    recipe.add_argument("--min-count", type=int, default=defaults["min_count"],
+                        help="drop hashtags in fewer posts than this (default: %(default)s)")
+    recipe.add_argument("--max-share", type=float, default=defaults["max_share"],
+                        help="drop hashtags in more than this share of the posts, e.g. dataset markers "
+                             "(default: %(default)s)")
+    recipe.add_argument("--held-out", type=int, default=defaults["held_out"],
+                        help="posts with an eligible hashtag never trained on; the evaluation queries, "
+                             "written to OUT/held_out.jsonl (default: %(default)s)")
+    recipe.add_argument("--seed", type=int, default=defaults["seed"], help="random seed (default: %(default)s)")
+    running = train.add_argument_group("running")
+    running.add_argument("--eval-every", type=int, default=defaults["eval_every"],
+                         help="steps between held-out evaluations (default: %(default)s)")
+    running.add_argument("--eval-corpus", type=int, default=defaults["eval_corpus"],
+                         help="posts the held-out queries search during training (default: %(default)s)")
+    running.add_argument("--checkpoint-every", type=int, default=defaults["checkpoint_every"],
+                         help="steps between checkpoints (default: %(default)s)")
+    running.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
+    running.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    running.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_reading_options(train)
+
+
+def _add_eval_retrieval(commands) -> None:
+    evaluate = commands.add_parser(
+        "eval-retrieval", help="hashtag hit@1, hit@k, precision@k and MRR of indexes (and BM25) on the same queries")
+    evaluate.add_argument("index", nargs="+", help="index directories over the same posts, one encoder each")
+    queries = evaluate.add_mutually_exclusive_group(required=True)
+    queries.add_argument("--queries", help="query posts with their hashtags: JSON lines with 'text' "
+                                           "(e.g. a trained encoder's held_out.jsonl) or one post a line")
+    queries.add_argument("--sample", type=int, metavar="N",
+                         help="draw N indexed posts with an eligible hashtag as the queries")
+    evaluate.add_argument("--bm25", action="store_true", help="add BM25 over the same posts as a baseline")
+    evaluate.add_argument("-k", type=int, default=10, help="neighbours scored per query (default: 10)")
+    evaluate.add_argument("--min-count", type=int, default=2,
+                          help="hashtags in fewer indexed posts are not eligible (default: 2)")
+    evaluate.add_argument("--max-share", type=float, default=0.01,
+                          help="hashtags in more than this share of the posts are not eligible (default: 0.01)")
+    evaluate.add_argument("--seed", type=int, default=0, help="random seed of --sample (default: 0)")
+    evaluate.add_argument("--threads", type=int, help="CPU threads for torch and FAISS (default: all cores)")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="hicl-retrieval", description=__doc__.splitlines()[0])
     main.add_argument("-v", "--verbose", action="store_true", help="log progress events")
@@ -145,6 +216,8 @@ def parser() -> argparse.ArgumentParser:
     _add_build(commands)
     _add_query(commands)
     _add_updates(commands)
+    _add_train_encoder(commands)
+    _add_eval_retrieval(commands)
     reindex = commands.add_parser("reindex", help="rebuild the FAISS index as another type, without re-encoding")
     reindex.add_argument("index", help="index directory")
     _add_index_options(reindex)
@@ -262,6 +335,38 @@ def _compact(args: argparse.Namespace) -> None:
     print(f"{args.index}: compacted to {manifest.count} posts ({manifest.faiss_factory})")
 
 
+def _train_encoder(args: argparse.Namespace) -> None:
+    from .config import TrainConfig, resolve_encoder
+    from .training import train_encoder
+
+    config = TrainConfig(
+        base=resolve_encoder(args.base), reader=_reader(args), steps=args.steps, batch_size=args.batch_size,
+        grad_cache=args.grad_cache, learning_rate=args.lr, warmup=args.warmup, temperature=args.temperature,
+        anchor_drop=args.anchor_drop, positive_drop=args.positive_drop, max_length=args.max_length,
+        min_count=args.min_count, max_share=args.max_share, held_out=args.held_out, eval_every=args.eval_every,
+        eval_corpus=args.eval_corpus, checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device,
+        threads=args.threads, progress=not args.quiet,
+    )
+    report = train_encoder(args.corpus, args.out, config, overwrite=args.overwrite)
+    print(f"encoder {report.out} (use it as: build --encoder {report.out})")
+    print(report.summary())
+
+
+def _eval_retrieval(args: argparse.Namespace) -> None:
+    from .evaluation import evaluate_retrieval, read_queries
+
+    report = evaluate_retrieval(
+        args.index, queries=read_queries(args.queries) if args.queries else None, sample=args.sample,
+        bm25=args.bm25, k=args.k, min_count=args.min_count, max_share=args.max_share, seed=args.seed,
+        threads=args.threads,
+    )
+    if args.json:
+        print(json.dumps({"posts": report.posts, "queries": report.queries, "skipped": report.skipped,
+                          "tags": report.tags, "rows": [row.to_dict() for row in report.rows]}))
+    else:
+        print(report.summary())
+
+
 def _info(args: argparse.Namespace) -> None:
     from .index import IndexDir
 
@@ -299,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         {"build": _build, "query": _query, "reindex": _reindex, "info": _info, "add": _add, "delete": _delete,
-         "compact": _compact}[args.command](args)
+         "compact": _compact, "train-encoder": _train_encoder,
+         "eval-retrieval": _eval_retrieval}[args.command](args)
     except HiclError as exc:
         print(f"hicl-retrieval: error: {exc}", file=sys.stderr)
         return 1

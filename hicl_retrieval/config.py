@@ -157,3 +157,65 @@ class BuildConfig:
     threads: int | None = None
     overwrite: bool = False
     progress: bool = True
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hashtag-driven contrastive training of a topic encoder (see training.py for the recipe)."""
+
+    base: EncoderConfig
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
+    steps: int = 1000
+    batch_size: int = 64
+    """Positive pairs a step (2x as many posts); the other pairs are each pair's negatives."""
+    grad_cache: int | None = None
+    """Posts encoded at once when set: the whole batch's loss with one chunk's activations in
+    memory at a time (gradient caching), so `batch_size` can exceed what fits in memory."""
+    learning_rate: float = 5e-5
+    warmup: float = 0.1
+    """Share of the steps over which the learning rate rises linearly from 0 (then decays to 0)."""
+    weight_decay: float = 0.01
+    temperature: float = 0.05
+    anchor_drop: float = 0.9
+    """Probability of removing each hashtag of the anchor: queries are searched without their tags."""
+    positive_drop: float = 0.3
+    """Probability of removing each hashtag of the positive: indexed posts keep theirs."""
+    max_length: int = 64
+    """Tokens a post is cut to in training (tweets rarely need more)."""
+    min_count: int = 2
+    max_share: float = 0.01
+    held_out: int = 2000
+    """Posts with an eligible hashtag kept out of training: the queries of the evaluations."""
+    eval_every: int = 250
+    eval_corpus: int = 10000
+    """Posts searched by the evaluations during training: the held-out ones plus a sample."""
+    checkpoint_every: int = 250
+    seed: int = 0
+    device: str = "cpu"
+    threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.base.quantize != "none":
+            raise HiclError("an int8-quantised encoder cannot be trained; train the full-precision model")
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "max_length"):
+            if getattr(self, name) < 1:
+                raise HiclError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise HiclError("batch-size must be at least 2 pairs (in-batch negatives need other pairs)")
+        if self.grad_cache is not None and self.grad_cache < 1:
+            raise HiclError(f"grad-cache must be at least 1 post, not {self.grad_cache}")
+        for name in ("anchor_drop", "positive_drop", "warmup", "max_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise HiclError(f"{name.replace('_', '-')} must be between 0 and 1, not {getattr(self, name)}")
+        if self.temperature <= 0 or self.learning_rate <= 0:
+            raise HiclError("temperature and learning rate must be positive")
+        if self.held_out < 1:
+            raise HiclError(f"held-out must be at least 1 post, not {self.held_out}")
+
+    def recipe(self) -> dict[str, Any]:
+        """The settings that shape the trained weights (a resumed run must share them all)."""
+        skip = {"reader", "eval_every", "eval_corpus", "checkpoint_every", "device", "threads", "progress"}
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
+        data["base"] = self.base.to_dict()
+        return data

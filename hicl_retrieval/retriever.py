@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -80,6 +80,20 @@ class _Kept:
         self.keys.append(row["dup_key"])
         self.post_ids.update({row["post_id"], row["retweet_of"]} - {None})
         self.hits.append(_hit(row, score))
+
+
+def distinct_hits(candidates: Iterable[tuple[float, dict[str, Any] | None]], query_key: str, k: int, *,
+                  dedupe: bool = True) -> list[Hit]:
+    """The first `k` of (score, store row) candidates, best first, without copies of the query
+    (by its duplicate key) or of a better hit when `dedupe`; rows that are None (deleted) skipped."""
+    kept = _Kept(query_key)
+    for score, row in candidates:
+        if row is None or (dedupe and kept.is_copy(row)):
+            continue
+        kept.keep(row, score)
+        if len(kept.hits) == k:
+            break
+    return kept.hits
 
 
 class Retriever:
@@ -214,16 +228,9 @@ class Retriever:
             rows = self.store.fetch(np.unique(ids[ids >= 0]))
             still = []
             for row_of_query, query in enumerate(pending):
-                kept = _Kept(keys[query])
-                for score, post in zip(scores[row_of_query], ids[row_of_query]):
-                    row = rows.get(int(post))
-                    if row is None or (dedupe and kept.is_copy(row)):
-                        continue
-                    kept.keep(row, score)
-                    if len(kept.hits) == k:
-                        break
-                results[query] = kept.hits
-                if len(kept.hits) < k and fetch < total:
+                candidates = ((score, rows.get(int(post))) for score, post in zip(scores[row_of_query], ids[row_of_query]))
+                results[query] = distinct_hits(candidates, keys[query], k, dedupe=dedupe)
+                if len(results[query]) < k and fetch < total:
                     still.append(query)
             pending = still
             fetch = min(total, fetch * 4)

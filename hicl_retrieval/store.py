@@ -101,6 +101,16 @@ class PostStore:
         """All ids, ascending, as a numpy array."""
         return self.con.execute("SELECT id FROM posts ORDER BY id").fetchnumpy()["id"]
 
+    def posts_text(self) -> tuple[Any, list[str], list[list[str]]]:
+        """(ids ascending as a numpy array, texts, hashtags) of every post: for corpus statistics and BM25."""
+        columns = self.con.execute("SELECT id, text, hashtags FROM posts ORDER BY id").fetchnumpy()
+        return columns["id"], list(columns["text"]), [list(tags) for tags in columns["hashtags"]]
+
+    def fingerprint(self) -> tuple[int, int]:
+        """(posts, an order-free hash of their texts): equal for stores that hold the same posts."""
+        count, digest = self.con.execute("SELECT count(*), coalesce(sum(hash(text)), 0) FROM posts").fetchone()
+        return int(count), int(digest)
+
     def fetch(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Rows by id; ids not in the table are absent from the result."""
         if len(ids) == 0:
