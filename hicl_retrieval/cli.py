@@ -172,6 +172,12 @@ def _add_train_encoder(commands) -> None:
     recipe.add_argument("--max-share", type=float, default=defaults["max_share"],
                         help="drop hashtags in more than this share of the posts, e.g. dataset markers "
                              "(default: %(default)s)")
+    recipe.add_argument("--tag-power", type=float, default=defaults["tag_power"],
+                        help="draw a pair's tag with probability proportional to its posts ** POWER: "
+                             "1 favours frequent tags, 0 treats every tag alike (default: %(default)s)")
+    recipe.add_argument("--untagged-negatives", type=int, default=defaults["untagged_negatives"],
+                        help="posts without an eligible hashtag added to each batch as extra negatives "
+                             "(default: %(default)s)")
     recipe.add_argument("--held-out", type=int, default=defaults["held_out"],
                         help="posts with an eligible hashtag never trained on; the evaluation queries, "
                              "written to OUT/held_out.jsonl (default: %(default)s)")
@@ -343,7 +349,9 @@ def _train_encoder(args: argparse.Namespace) -> None:
         base=resolve_encoder(args.base), reader=_reader(args), steps=args.steps, batch_size=args.batch_size,
         grad_cache=args.grad_cache, learning_rate=args.lr, warmup=args.warmup, temperature=args.temperature,
         anchor_drop=args.anchor_drop, positive_drop=args.positive_drop, max_length=args.max_length,
-        min_count=args.min_count, max_share=args.max_share, held_out=args.held_out, eval_every=args.eval_every,
+        min_count=args.min_count, max_share=args.max_share, tag_power=args.tag_power,
+        untagged_negatives=args.untagged_negatives,
+        held_out=args.held_out, eval_every=args.eval_every,
         eval_corpus=args.eval_corpus, checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device,
         threads=args.threads, progress=not args.quiet,
     )

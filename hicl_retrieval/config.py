@@ -184,6 +184,13 @@ class TrainConfig:
     """Tokens a post is cut to in training (tweets rarely need more)."""
     min_count: int = 2
     max_share: float = 0.01
+    tag_power: float = 1.0
+    """Tags are drawn for pairs with probability proportional to their posts ** tag_power
+    (1: by posts, frequent tags dominate; 0: every tag alike, specific tags weigh more)."""
+    untagged_negatives: int = 32
+    """Posts without an eligible hashtag added to each batch as extra negatives for the anchors:
+    they are most of a corpus, and a model trained on tagged posts alone lets them drift
+    close to every query."""
     held_out: int = 2000
     """Posts with an eligible hashtag kept out of training: the queries of the evaluations."""
     eval_every: int = 250
@@ -208,6 +215,10 @@ class TrainConfig:
         for name in ("anchor_drop", "positive_drop", "warmup", "max_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise HiclError(f"{name.replace('_', '-')} must be between 0 and 1, not {getattr(self, name)}")
+        if self.untagged_negatives < 0:
+            raise HiclError(f"untagged-negatives must be at least 0, not {self.untagged_negatives}")
+        if self.tag_power < 0:
+            raise HiclError(f"tag-power must be at least 0, not {self.tag_power}")
         if self.temperature <= 0 or self.learning_rate <= 0:
             raise HiclError("temperature and learning rate must be positive")
         if self.held_out < 1:

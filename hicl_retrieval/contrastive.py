@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 
-def info_nce(anchors, positives, temperature: float = 0.05):
+def info_nce(anchors, positives, temperature: float = 0.05, negatives=None):
     """Symmetric InfoNCE of unit vectors: each anchor must pick its own positive among the batch's.
 
     `anchors` and `positives` are (batch, dim) tensors; row i of each is a positive pair, every
-    other row a negative (the pair sampler guarantees no two pairs share a hashtag). The loss is
-    the mean of the anchor-to-positive and positive-to-anchor cross-entropies.
+    other row a negative (the pair sampler guarantees no two pairs share a hashtag). Optional
+    `negatives` (n, dim) are extra candidates for the anchors only (posts without the batch's
+    hashtags). The loss is the mean of the anchor-to-candidates and positive-to-anchor
+    cross-entropies.
     """
     import torch
 
@@ -16,4 +18,5 @@ def info_nce(anchors, positives, temperature: float = 0.05):
         raise ValueError(f"anchors {tuple(anchors.shape)} and positives {tuple(positives.shape)} must be (batch, dim)")
     logits = anchors @ positives.T / temperature
     targets = torch.arange(len(anchors), device=anchors.device)
-    return (torch.nn.functional.cross_entropy(logits, targets) + torch.nn.functional.cross_entropy(logits.T, targets)) / 2
+    forward = logits if negatives is None else torch.cat([logits, anchors @ negatives.T / temperature], dim=1)
+    return (torch.nn.functional.cross_entropy(forward, targets) + torch.nn.functional.cross_entropy(logits.T, targets)) / 2

@@ -7,6 +7,7 @@ same topic (a false negative), so the sampler never builds one.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -45,14 +46,16 @@ class TagVocabulary:
 class PairBatches:
     """Batches of (anchor, positive) post indexes in which no hashtag appears in two pairs.
 
-    Each step draws a tag at random (weighted by its posts, so every eligible post is about as
-    likely to be drawn), then two of its posts whose eligible tags are all new to the batch.
-    A batch is closed when it holds `batch_size` pairs or `attempts` draws in a row fail.
+    Each step draws a tag at random, with probability proportional to its posts raised to
+    `tag_power` (1: every eligible post about as likely to be drawn, so frequent tags dominate;
+    0: every tag as likely, so specific tags weigh more), then two of its posts whose eligible
+    tags are all new to the batch. A batch is closed when it holds `batch_size` pairs or
+    `attempts` draws in a row fail.
     """
 
     def __init__(
         self, post_tags: Sequence[Sequence[str]], vocabulary: TagVocabulary, *, batch_size: int, seed: int = 0,
-        attempts: int = 64,
+        tag_power: float = 1.0, attempts: int = 64,
     ) -> None:
         self.tags = [vocabulary.eligible(tags) for tags in post_tags]
         self.by_tag: dict[str, list[int]] = defaultdict(list)
@@ -62,7 +65,7 @@ class PairBatches:
         self.tag_list = sorted(t for t, posts in self.by_tag.items() if len(posts) >= 2)
         if not self.tag_list:
             raise HiclError("no hashtag is shared by two posts after the vocabulary's limits; nothing to pair")
-        self.weights = [len(self.by_tag[t]) for t in self.tag_list]
+        self.cumulative = list(itertools.accumulate(len(self.by_tag[t]) ** tag_power for t in self.tag_list))
         self.batch_size = batch_size
         self.attempts = attempts
         self.rng = random.Random(seed)
@@ -73,7 +76,7 @@ class PairBatches:
         pairs: list[tuple[int, int]] = []
         failures = 0
         while len(pairs) < self.batch_size and failures < self.attempts:
-            tag = self.rng.choices(self.tag_list, weights=self.weights)[0]
+            tag = self.rng.choices(self.tag_list, cum_weights=self.cumulative)[0]
             candidates = [p for p in self.by_tag[tag] if p not in used_posts and not used_tags.intersection(self.tags[p])]
             if tag in used_tags or len(candidates) < 2:
                 failures += 1
@@ -89,3 +92,4 @@ class PairBatches:
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         while True:
             yield self.batch()
+

@@ -127,15 +127,21 @@ def evaluate(encoder: Encoder, data: TrainingData, *, batch_size: int = 64) -> R
     return score_rankings(rankings, k=EVAL_K)
 
 
-def _train_step(encoder: Encoder, anchors: list[str], positives: list[str], config: TrainConfig) -> float:
+def _loss(vectors, pairs: int, temperature: float):
+    """InfoNCE of [anchors; positives; extra negatives] stacked in one tensor."""
+    negatives = vectors[2 * pairs :] if len(vectors) > 2 * pairs else None
+    return info_nce(vectors[:pairs], vectors[pairs : 2 * pairs], temperature, negatives=negatives)
+
+
+def _train_step(encoder: Encoder, anchors: list[str], positives: list[str], config: TrainConfig,
+                negatives: list[str] = ()) -> float:
     """Loss of one batch; its gradients are left in the model's parameters."""
     import torch
 
-    texts = anchors + positives
+    texts = anchors + positives + list(negatives)
     pairs = len(anchors)
     if config.grad_cache is None or config.grad_cache >= len(texts):
-        vectors = encoder.embed(texts)
-        loss = info_nce(vectors[:pairs], vectors[pairs:], config.temperature)
+        loss = _loss(encoder.embed(texts), pairs, config.temperature)
         loss.backward()
         return loss.item()
     # Gradient caching (Gao et al., 2021): vectors first without activations, the loss and its
@@ -148,7 +154,7 @@ def _train_step(encoder: Encoder, anchors: list[str], positives: list[str], conf
             rng_states.append(_rng_state(encoder.device))
             parts.append(encoder.embed(chunk))
     vectors = torch.cat(parts).requires_grad_()
-    loss = info_nce(vectors[:pairs], vectors[pairs:], config.temperature)
+    loss = _loss(vectors, pairs, config.temperature)
     loss.backward()
     after = _rng_state(encoder.device)
     for chunk, state, gradient in zip(chunks, rng_states, vectors.grad.split([len(c) for c in chunks])):
@@ -253,21 +259,26 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
     model = encoder.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, round(config.warmup * config.steps), config.steps)
+    state = torch.load(out / CHECKPOINT, weights_only=True, map_location=encoder.device) \
+        if (out / CHECKPOINT).exists() else None
+    if state is not None and (state["recipe"] != json.loads(json.dumps(config.recipe()))
+                              or state["digest"] != data.digest):
+        raise HiclError(f"{out} holds an unfinished training with other settings or posts; "
+                        "rerun it with the same ones, or pass --overwrite to start again")
     sampler = PairBatches([data.tags[i] for i in data.train], data.vocabulary, batch_size=config.batch_size,
-                          seed=config.seed)
+                          seed=config.seed, tag_power=config.tag_power)
     noise = random.Random(config.seed + 1)
+    negative_rng = random.Random(config.seed + 2)
+    untagged = [i for i in data.train if not data.vocabulary.eligible(data.tags[i])]
     log: list[dict] = []
     step, resumed_at, earlier_seconds = 0, None, 0.0
-    if (out / CHECKPOINT).exists():
-        state = torch.load(out / CHECKPOINT, weights_only=True, map_location=encoder.device)
-        if state["recipe"] != json.loads(json.dumps(config.recipe())) or state["digest"] != data.digest:
-            raise HiclError(f"{out} holds an unfinished training with other settings or posts; "
-                            "rerun it with the same ones, or pass --overwrite to start again")
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         sampler.rng.setstate(_as_state(state["sampler"]))
         noise.setstate(_as_state(state["noise"]))
+        negative_rng.setstate(_as_state(state["negatives"]))
         _set_rng_state(encoder.device, (state["torch"], state["cuda"]))
         step = resumed_at = state["step"]
         log, earlier_seconds = state["log"], state["seconds"]
@@ -290,7 +301,9 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
             pairs = [(data.train[a], data.train[p]) for a, p in sampler.batch()]
             anchors = [drop_hashtags(data.texts[a], config.anchor_drop, noise) for a, _ in pairs]
             positives = [drop_hashtags(data.texts[p], config.positive_drop, noise) for _, p in pairs]
-            losses.append(_train_step(encoder, anchors, positives, config))
+            negatives = [drop_hashtags(data.texts[i], config.positive_drop, noise)
+                         for i in negative_rng.sample(untagged, min(config.untagged_negatives, len(untagged)))]
+            losses.append(_train_step(encoder, anchors, positives, config, negatives))
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             schedule.step()
@@ -306,7 +319,7 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
                 _save_checkpoint(out, {
                     "step": step, "recipe": config.recipe(), "digest": data.digest, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                    "sampler": sampler.rng.getstate(), "noise": noise.getstate(),
+                    "sampler": sampler.rng.getstate(), "noise": noise.getstate(), "negatives": negative_rng.getstate(),
                     **dict(zip(("torch", "cuda"), _rng_state(encoder.device))),
                     "log": log, "seconds": earlier_seconds + time.perf_counter() - started,
                 })

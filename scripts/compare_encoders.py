@@ -78,9 +78,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data", help="folder holding tweeteval/ and crisislex-t26/")
     parser.add_argument("--work-dir", default="/tmp/hicl-tweeteval", help="corpus, model and indexes (kept)")
-    parser.add_argument("--steps", type=int, default=500, help="training steps (default: 500)")
+    parser.add_argument("--steps", type=int, default=200, help="training steps (default: 200)")
     parser.add_argument("--batch-size", type=int, default=32, help="pairs a step (default: 32)")
     parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default: 1e-4)")
+    parser.add_argument("--untagged-negatives", type=int, default=32,
+                        help="posts without an eligible hashtag added to each batch as negatives (default: 32)")
     parser.add_argument("--eval-every", type=int, default=100, help="steps between held-out evaluations")
     parser.add_argument("--queries", type=int, default=2000, help="held-out posts / sampled queries (default: 2000)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
@@ -95,7 +97,7 @@ def main() -> None:
     stage(f"corpus: {corpus}", started)
     config = TrainConfig(
         base=resolve_encoder("minilm"), steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-        held_out=args.queries, eval_every=args.eval_every, checkpoint_every=args.eval_every,
+        untagged_negatives=args.untagged_negatives, held_out=args.queries, eval_every=args.eval_every, checkpoint_every=args.eval_every,
         threads=args.threads, progress=False,
     )
     model = trained_encoder(corpus, work / "minilm-hashtag", config)

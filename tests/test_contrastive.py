@@ -23,7 +23,12 @@ def test_info_nce_on_hand_made_vectors():
     assert uniform.item() == pytest.approx(torch.log(torch.tensor(4.0)).item())
     with pytest.raises(ValueError, match="must be"):
         info_nce(eye, eye[:3])
-
+    # extra negatives compete with the positives for the anchors only: with each anchor's twin
+    # among them (temperature 1), anchor-to-candidates is log(2e + 6) - 1, the other way log(e + 3) - 1
+    e = torch.exp(torch.tensor(1.0))
+    expected = (torch.log(2 * e + 6) - 1 + torch.log(e + 3) - 1) / 2
+    assert info_nce(eye, eye, 1.0, negatives=eye.clone()).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert info_nce(eye, eye, 0.05, negatives=torch.zeros(3, 4)).item() < 1e-6  # unrelated: no effect
 
 def test_a_few_steps_lower_the_loss(tiny_encoder):
     encoder = Encoder(tiny_encoder.config)  # its own copy of the weights, trained here

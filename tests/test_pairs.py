@@ -56,6 +56,20 @@ def test_batches_are_reproducible():
     assert [first.batch() for _ in range(5)] == [second.batch() for _ in range(5)]
 
 
+def test_tag_power_shifts_draws_from_frequent_to_specific_tags():
+    posts = [["#big"]] * 90 + [[f"#small{i % 5}"] for i in range(10)]  # one tag of 90 posts, five of 2
+    vocabulary = TagVocabulary.build(posts, max_share=1.0)
+
+    def share_of_big(power):
+        sampler = PairBatches(posts, vocabulary, batch_size=1, seed=0, tag_power=power)
+        draws = [sampler.batch()[0][0] for _ in range(3000)]
+        return sum(post < 90 for post in draws) / len(draws)
+
+    assert abs(share_of_big(1.0) - 90 / 100) < 0.03
+    assert abs(share_of_big(0.0) - 1 / 6) < 0.03
+    assert abs(share_of_big(0.5) - 90**0.5 / (90**0.5 + 5 * 2**0.5)) < 0.03
+
+
 def test_nothing_to_pair_is_an_error():
     with pytest.raises(HiclError, match="nothing to pair"):
         PairBatches([["#a"], ["#b"]], TagVocabulary(frozenset({"#a", "#b"}), {}, 0, []), batch_size=4)

@@ -21,7 +21,8 @@ from test_index import TOPICS
 def write_tagged_posts(path, count=240, seed=0):
     rng = random.Random(seed)
     lines = [f"{TOPICS[i % 5]} note {i} {rng.choice(TOPICS).split()[0]} #topic{i % 5} #sub{i % 40}" for i in range(count)]
-    path.write_text("\n".join(lines + [lines[0]]) + "\n", encoding="utf-8")  # one copy, dropped
+    untagged = [f"a post without tags number {i} {rng.choice(TOPICS)}" for i in range(20)]  # negatives
+    path.write_text("\n".join(lines + [lines[0]] + untagged) + "\n", encoding="utf-8")  # one copy, dropped
     return lines
 
 
@@ -34,13 +35,14 @@ def corpus(tmp_path):
 
 @pytest.fixture
 def config(tiny_encoder):
-    return TrainConfig(base=tiny_encoder.config, steps=4, batch_size=4, max_share=0.05, held_out=20, eval_every=2,
-                       eval_corpus=60, checkpoint_every=2, learning_rate=1e-3, progress=False)
+    return TrainConfig(base=tiny_encoder.config, steps=4, batch_size=4, untagged_negatives=3, max_share=0.05,
+                       held_out=20, eval_every=2, eval_corpus=60, checkpoint_every=2, learning_rate=1e-3,
+                       progress=False)
 
 
 def test_held_out_posts_are_never_trained_on(corpus, config):
     data = load_training_data(Corpus([corpus]), config)
-    assert data.read == 241 and data.repeated == 1 and len(data.texts) == 240
+    assert data.read == 261 and data.repeated == 1 and len(data.texts) == 260
     assert sorted(data.vocabulary.too_common) == [f"#topic{i}" for i in range(5)]  # in 20% of posts each
     assert len(data.held_out) == 20 and not set(data.held_out) & set(data.train)
     assert set(data.held_out) <= set(data.eval_corpus) and len(data.eval_corpus) == 60
@@ -55,9 +57,12 @@ def test_gradient_caching_gives_the_batch_gradient(tiny_encoder, config):
     anchors = [f"{topic} anchor" for topic in TOPICS] + ["a longer anchor post about the river and the rain"]
     positives = [f"{topic} positive #tag" for topic in TOPICS] + ["rain"]
 
+    negatives = ["music festival lineup", "vote"]
+
     def gradients(grad_cache):
         encoder.model.zero_grad()
-        loss = training._train_step(encoder, anchors, positives, dataclasses.replace(config, grad_cache=grad_cache))
+        loss = training._train_step(encoder, anchors, positives, dataclasses.replace(config, grad_cache=grad_cache),
+                                    negatives)
         return loss, [p.grad.clone() for p in encoder.model.parameters() if p.grad is not None]
 
     whole_loss, whole = gradients(None)
