@@ -156,7 +156,8 @@ def _add_train_encoder(commands) -> None:
                         help="positive pairs a step; the other pairs are the negatives (default: %(default)s)")
     recipe.add_argument("--grad-cache", type=int, metavar="POSTS",
                         help="encode POSTS at a time with gradient caching, for batches larger than memory allows")
-    recipe.add_argument("--lr", type=float, default=defaults["learning_rate"], help="peak learning rate (default: %(default)s)")
+    recipe.add_argument("--lr", type=float, default=defaults["learning_rate"],
+                        help="peak learning rate (default: %(default)s)")
     recipe.add_argument("--warmup", type=float, default=defaults["warmup"],
                         help="share of the steps warming the learning rate up (default: %(default)s)")
     recipe.add_argument("--temperature", type=float, default=defaults["temperature"],

@@ -4,9 +4,10 @@ Two posts sharing a hashtag are a positive pair and the other pairs of the batch
 negatives (the sampler never puts a hashtag in two pairs of one batch). Each hashtag is
 removed at random, the anchor's more often than the positive's, so the model learns the
 topic rather than the tag string: at search time queries lose their tags, indexed posts keep
-theirs. A held-out set of posts is never trained on; every `eval_every` steps those posts,
-tags stripped, search a fixed sample of the corpus and hashtag hit@1/hit@10/precision@10/MRR
-are logged. A checkpoint holds the weights, the optimiser, the schedule and every random
+theirs. Posts without an eligible tag join each batch as extra negatives, so that they do
+not drift towards every query. A held-out set of posts is never trained on; every
+`eval_every` steps those posts, tags stripped, search a fixed sample of the corpus and
+hashtag hit@1/hit@10/precision@10/MRR are logged. A checkpoint holds the weights, the optimiser, the schedule and every random
 state, so a resumed run takes exactly the steps of one that never stopped. The result is a
 Hugging Face model directory with our preset file, usable as ``build --encoder DIR``.
 """
@@ -189,13 +190,18 @@ class TrainReport:
     seconds: float
 
     def summary(self) -> str:
-        lines = [f"{'step':>6} {'loss':>7} {'hit@1':>6} {'hit@10':>6} {'P@10':>6} {'MRR':>6}"]
-        for row in self.log:
-            loss = f"{row['loss']:7.3f}" if row["loss"] is not None else f"{'-':>7}"
-            lines.append(f"{row['step']:>6} {loss} {row['hit@1']:6.3f} {row['hit@10']:6.3f} "
-                         f"{row['precision@10']:6.3f} {row['mrr']:6.3f}")
         resumed = f", resumed at step {self.resumed_at}" if self.resumed_at is not None else ""
-        return f"{self.steps} steps in {self.seconds:.0f} s{resumed}; held-out retrieval:\n" + "\n".join(lines)
+        return f"{self.steps} steps in {self.seconds:.0f} s{resumed}; held-out retrieval:\n" + log_table(self.log)
+
+
+def log_table(log: list[dict]) -> str:
+    """The evaluations of a training log as a text table, one row per evaluation."""
+    lines = [f"{'step':>6} {'loss':>7} {'hit@1':>6} {'hit@10':>6} {'P@10':>6} {'MRR':>6}"]
+    for row in log:
+        loss = f"{row['loss']:7.3f}" if row["loss"] is not None else f"{'-':>7}"
+        lines.append(f"{row['step']:>6} {loss} {row['hit@1']:6.3f} {row['hit@10']:6.3f} "
+                     f"{row['precision@10']:6.3f} {row['mrr']:6.3f}")
+    return "\n".join(lines)
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:

@@ -31,7 +31,7 @@ from hicl_retrieval.config import MODEL_PRESET_FILE, BuildConfig, TrainConfig, r
 from hicl_retrieval.evaluation import EvalReport, evaluate_retrieval, read_queries
 from hicl_retrieval.index import MANIFEST, IndexDir
 from hicl_retrieval.indexer import build_index
-from hicl_retrieval.training import HELD_OUT, REPORT_FILE, train_encoder
+from hicl_retrieval.training import HELD_OUT, REPORT_FILE, log_table, train_encoder
 from hicl_retrieval.tweeteval import all_tweets
 
 
@@ -97,7 +97,8 @@ def main() -> None:
     stage(f"corpus: {corpus}", started)
     config = TrainConfig(
         base=resolve_encoder("minilm"), steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-        untagged_negatives=args.untagged_negatives, held_out=args.queries, eval_every=args.eval_every, checkpoint_every=args.eval_every,
+        untagged_negatives=args.untagged_negatives, held_out=args.queries, eval_every=args.eval_every,
+        checkpoint_every=args.eval_every,
         threads=args.threads, progress=False,
     )
     model = trained_encoder(corpus, work / "minilm-hashtag", config)
@@ -107,11 +108,7 @@ def main() -> None:
           f"(too common: {', '.join(training['vocabulary']['too_common'])}), {training['train_posts']} "
           f"posts to pair, {training['held_out']} held out")
     print(f"\n## Held-out hit@10 against training steps ({training['eval_corpus']}-post sample of the corpus)")
-    print(f"{'step':>6} {'loss':>7} {'hit@1':>6} {'hit@10':>6} {'P@10':>6} {'MRR':>6}")
-    for row in training["log"]:
-        loss = f"{row['loss']:7.3f}" if row["loss"] is not None else f"{'-':>7}"
-        print(f"{row['step']:>6} {loss} {row['hit@1']:6.3f} {row['hit@10']:6.3f} {row['precision@10']:6.3f} "
-              f"{row['mrr']:6.3f}")
+    print(log_table(training["log"]))
 
     indexes = [index([corpus], work / "tweeteval-minilm", "minilm"),
                index([corpus], work / "tweeteval-trained", str(model))]
