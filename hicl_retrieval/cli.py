@@ -216,6 +216,19 @@ def _add_eval_retrieval(commands) -> None:
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+def _add_augment(commands) -> None:
+    augment = commands.add_parser(
+        "augment", help="add each example's top retrieved posts as text0..text{K-1} (HICL demonstrations)")
+    augment.add_argument("index", help="index directory (the #Database)")
+    augment.add_argument("--input", required=True, help="JSON lines, each with 'labels' and 'text'")
+    augment.add_argument("--out", required=True,
+                         help="JSON lines to write; ids and scores go to OUT.hits.jsonl alongside")
+    augment.add_argument("--top", type=int, default=1, help="posts added per example (default: 1)")
+    augment.add_argument("--strip-hashtags", action="store_true", help="remove hashtags from examples before encoding")
+    augment.add_argument("--threads", type=int, help="CPU threads for torch and FAISS (default: all cores)")
+    _add_filter_options(augment)
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="hicl-retrieval", description=__doc__.splitlines()[0])
     main.add_argument("-v", "--verbose", action="store_true", help="log progress events")
@@ -225,6 +238,7 @@ def parser() -> argparse.ArgumentParser:
     _add_updates(commands)
     _add_train_encoder(commands)
     _add_eval_retrieval(commands)
+    _add_augment(commands)
     reindex = commands.add_parser("reindex", help="rebuild the FAISS index as another type, without re-encoding")
     reindex.add_argument("index", help="index directory")
     _add_index_options(reindex)
@@ -376,6 +390,16 @@ def _eval_retrieval(args: argparse.Namespace) -> None:
         print(report.summary())
 
 
+def _augment(args: argparse.Namespace) -> None:
+    from .augment import augment_file
+
+    report = augment_file(args.index, args.input, args.out, top=args.top, strip_query_hashtags=args.strip_hashtags,
+                          filter=_filter(args), threads=args.threads)
+    short = f"; {report.short} with fewer than {args.top} posts found (empty texts)" if report.short else ""
+    print(f"{report.examples} examples with {args.top} retrieved posts each in {report.out}, "
+          f"ids and scores in {report.hits}{short}")
+
+
 def _info(args: argparse.Namespace) -> None:
     from .index import IndexDir
 
@@ -414,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         {"build": _build, "query": _query, "reindex": _reindex, "info": _info, "add": _add, "delete": _delete,
          "compact": _compact, "train-encoder": _train_encoder,
-         "eval-retrieval": _eval_retrieval}[args.command](args)
+         "eval-retrieval": _eval_retrieval, "augment": _augment}[args.command](args)
     except HiclError as exc:
         print(f"hicl-retrieval: error: {exc}", file=sys.stderr)
         return 1
