@@ -106,7 +106,7 @@ def main() -> None:
     stage(f"trained {model} ({training['seconds']:.0f} s of training)", started)
     print(f"  {training['posts']} posts, {training['vocabulary']['tags']} hashtags in the vocabulary "
           f"(too common: {', '.join(training['vocabulary']['too_common'])}), {training['train_posts']} "
-          f"posts to pair, {training['held_out']} held out")
+          f"training posts, {training['held_out']} held out")
     print(f"\n## Held-out hit@10 against training steps ({training['eval_corpus']}-post sample of the corpus)")
     print(log_table(training["log"]))
 
