@@ -229,6 +229,47 @@ def _add_augment(commands) -> None:
     _add_filter_options(augment)
 
 
+def _add_finetune(commands) -> None:
+    from .config import FinetuneConfig
+    from .scoring import TASK_METRICS
+
+    defaults = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
+    tune = commands.add_parser("finetune", help="fine-tune a classifier with HICL demonstrations (or plainly), "
+                                                "several seeds, official task metric")
+    tune.add_argument("--task", required=True, choices=sorted(TASK_METRICS), help="sets the official metric")
+    tune.add_argument("--backbone", default="minilm",
+                      help="classifier to fine-tune: hub id, model directory or encoder preset (default: minilm)")
+    data = tune.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="TweetEval task folder ({split}_text.txt, {split}_labels.txt for train, val, "
+                                     "test); plain fine-tuning only")
+    data.add_argument("--train", help="training examples, JSON lines (augment's output for HICL)")
+    tune.add_argument("--dev", help="dev examples, JSON lines (with --train)")
+    tune.add_argument("--test", help="test examples, JSON lines (with --train)")
+    tune.add_argument("--no-context", action="store_true",
+                      help="the baseline: fine-tune on the example alone, same seeds and budget")
+    tune.add_argument("--template", default=defaults["template"],
+                      help="trigger tokens before x, between x and x', after x' (default: %(default)s)")
+    tune.add_argument("--seeds", type=int, nargs="+", default=list(defaults["seeds"]), help="(default: 0 1 2)")
+    tune.add_argument("--epochs", type=int, default=defaults["epochs"],
+                      help="most epochs of stage one (default: %(default)s)")
+    tune.add_argument("--trigger-epochs", type=int, default=defaults["trigger_epochs"],
+                      help="most epochs of stage two, triggers only (default: %(default)s)")
+    tune.add_argument("--patience", type=int, default=defaults["patience"],
+                      help="stop a stage after this many epochs without a better dev score (default: %(default)s)")
+    tune.add_argument("--lr", type=float, default=defaults["learning_rate"], help="stage one (default: %(default)s)")
+    tune.add_argument("--trigger-lr", type=float, default=defaults["trigger_learning_rate"],
+                      help="stage two (default: %(default)s)")
+    tune.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="(default: %(default)s)")
+    tune.add_argument("--max-query", type=int, default=defaults["max_query"],
+                      help="tokens of the example (default: %(default)s)")
+    tune.add_argument("--max-demonstration", type=int, default=defaults["max_demonstration"],
+                      help="tokens of the retrieved post (default: %(default)s)")
+    tune.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    tune.add_argument("--threads", type=int, help="CPU threads for torch (default: all cores)")
+    tune.add_argument("--quiet", action="store_true", help="no progress bar")
+    tune.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="hicl-retrieval", description=__doc__.splitlines()[0])
     main.add_argument("-v", "--verbose", action="store_true", help="log progress events")
@@ -239,6 +280,7 @@ def parser() -> argparse.ArgumentParser:
     _add_train_encoder(commands)
     _add_eval_retrieval(commands)
     _add_augment(commands)
+    _add_finetune(commands)
     reindex = commands.add_parser("reindex", help="rebuild the FAISS index as another type, without re-encoding")
     reindex.add_argument("index", help="index directory")
     _add_index_options(reindex)
@@ -400,6 +442,36 @@ def _augment(args: argparse.Namespace) -> None:
           f"ids and scores in {report.hits}{short}")
 
 
+def _finetune(args: argparse.Namespace) -> None:
+    from .config import FinetuneConfig
+    from .finetune import finetune, read_jsonl_split, read_tweeteval_split
+
+    if args.data:
+        if args.dev or args.test:
+            raise HiclError("--data reads all three splits; --dev and --test go with --train")
+        train, dev, test = (read_tweeteval_split(args.data, split) for split in ("train", "val", "test"))
+    else:
+        if not (args.dev and args.test):
+            raise HiclError("--train needs --dev and --test")
+        train, dev, test = (read_jsonl_split(path) for path in (args.train, args.dev, args.test))
+    config = FinetuneConfig(
+        backbone=args.backbone, task=args.task, context=not args.no_context, template=args.template,
+        learning_rate=args.lr, trigger_learning_rate=args.trigger_lr, batch_size=args.batch_size, epochs=args.epochs,
+        trigger_epochs=args.trigger_epochs, patience=args.patience, max_query=args.max_query,
+        max_demonstration=args.max_demonstration, seeds=tuple(args.seeds), device=args.device, threads=args.threads,
+        progress=not args.quiet,
+    )
+    report = finetune(train, dev, test, config)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return
+    for result in report.results:
+        print(f"seed {result.seed}: test {result.test:.4f}, dev {result.dev:.4f} (stage one {result.dev_stage_one:.4f}), "
+              f"{result.epochs}+{result.trigger_epochs} epochs, {result.seconds:.0f} s")
+    kind = "HICL" if report.context else "plain"
+    print(f"{args.task} ({kind}): test {report.mean:.4f} +- {report.std:.4f} over {len(report.results)} seeds")
+
+
 def _info(args: argparse.Namespace) -> None:
     from .index import IndexDir
 
@@ -438,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         {"build": _build, "query": _query, "reindex": _reindex, "info": _info, "add": _add, "delete": _delete,
          "compact": _compact, "train-encoder": _train_encoder,
-         "eval-retrieval": _eval_retrieval, "augment": _augment}[args.command](args)
+         "eval-retrieval": _eval_retrieval, "augment": _augment,
+         "finetune": _finetune}[args.command](args)
     except HiclError as exc:
         print(f"hicl-retrieval: error: {exc}", file=sys.stderr)
         return 1

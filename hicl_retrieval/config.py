@@ -230,3 +230,40 @@ class TrainConfig:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
         data["base"] = self.base.to_dict()
         return data
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning a classifier on a task, plainly or with HICL demonstrations (see finetune.py)."""
+
+    backbone: str
+    """Any model AutoModelForSequenceClassification loads: a hub id, a directory, or an encoder preset."""
+    task: str
+    context: bool = True
+    """False: the plain fine-tuning baseline (no demonstration, no triggers, no stage two)."""
+    template: str = "050"
+    learning_rate: float = 2e-5
+    trigger_learning_rate: float = 1e-3
+    """Stage two trains only the trigger embeddings, a few hundred numbers: they take a larger step."""
+    batch_size: int = 16
+    epochs: int = 10
+    trigger_epochs: int = 5
+    patience: int = 3
+    """Stop a stage after this many epochs without a better dev score."""
+    max_query: int = 128
+    max_demonstration: int = 128
+    seeds: tuple[int, ...] = (0, 1, 2)
+    device: str = "cpu"
+    threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "epochs", "patience", "max_query", "max_demonstration"):
+            if getattr(self, name) < 1:
+                raise HiclError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        if self.trigger_epochs < 0:
+            raise HiclError(f"trigger-epochs must be at least 0, not {self.trigger_epochs}")
+        if not self.seeds:
+            raise HiclError("give at least one seed")
+        if self.learning_rate <= 0 or self.trigger_learning_rate <= 0:
+            raise HiclError("learning rates must be positive")

@@ -1,0 +1,75 @@
+"""finetune on a tiny model: official task metrics, both stages, the plain baseline, reproducible seeds."""
+
+import json
+
+import pytest
+
+from hicl_retrieval import HiclError
+from hicl_retrieval.cli import main
+from hicl_retrieval.config import FinetuneConfig
+from hicl_retrieval.finetune import Example, finetune, read_jsonl_split
+from hicl_retrieval.scoring import task_score
+
+from test_index import TOPICS
+
+
+def test_official_metrics_on_hand_made_cases():
+    # stance: mean F1 of against (1) and favor (2); none (0) does not count
+    assert task_score("stance", [0, 1, 2, 1], [0, 1, 1, 1]) == pytest.approx((0.8 + 0.0) / 2)
+    assert task_score("irony", [1, 1, 0, 0], [1, 0, 0, 1]) == pytest.approx(0.5)  # F1 of the ironic class
+    # macro-F1 over every class: class 0 F1 2/3, class 1 F1 0, class 2 F1 1
+    assert task_score("emotion", [0, 0, 1, 2], [0, 1, 0, 2]) == pytest.approx((0.5 + 0 + 1) / 3)
+    assert task_score("sentiment", [0, 0, 1, 2], [0, 1, 1, 1]) == pytest.approx((0.5 + 1 + 0) / 3)  # macro recall
+    with pytest.raises(HiclError, match="unknown task"):
+        task_score("weather", [0], [0])
+
+
+def task(count, offset=0):
+    # the label is the topic; a demonstration of the same topic helps, the example alone is short
+    return [Example(f"{TOPICS[i % 3].split()[0]} {i + offset}", i % 3, f"{TOPICS[i % 3]} #topic{i % 3}")
+            for i in range(count)]
+
+
+@pytest.fixture
+def config(tiny_hashencoder):
+    return FinetuneConfig(backbone=str(tiny_hashencoder), task="emotion", epochs=2, trigger_epochs=1, patience=2,
+                          batch_size=8, seeds=(0, 1), learning_rate=1e-3, progress=False)
+
+
+def test_two_stages_and_reproducible_seeds(config):
+    report = finetune(task(48), task(12, 100), task(12, 200), config)
+    assert [r.seed for r in report.results] == [0, 1]
+    for result in report.results:
+        assert 0.0 <= result.test <= 1.0 and result.dev >= result.dev_stage_one
+        assert 1 <= result.epochs <= 2 and result.trigger_epochs == 1
+    again = finetune(task(48), task(12, 100), task(12, 200), FinetuneConfig(**{**config.__dict__, "seeds": (1,)}))
+    assert again.results[0].test == report.results[1].test and again.results[0].dev == report.results[1].dev
+    plain = finetune(task(48), task(12, 100), task(12, 200), FinetuneConfig(**{**config.__dict__, "context": False}))
+    assert all(r.trigger_epochs == 0 for r in plain.results) and plain.context is False
+    assert report.std >= 0 and set(report.to_dict()) >= {"mean", "std", "seeds"}
+
+
+def test_context_needs_demonstrations(config):
+    bare = [Example("flood", 0)]
+    with pytest.raises(HiclError, match="run `augment`"):
+        finetune(bare, bare, bare, config)
+
+
+def test_command_line_reads_both_layouts(tmp_path, tiny_hashencoder, capsys):
+    folder = tmp_path / "irony"
+    folder.mkdir()
+    for split, rows in (("train", task(24)), ("val", task(9, 100)), ("test", task(9, 200))):
+        (folder / f"{split}_text.txt").write_text("".join(f"{e.text}\n" for e in rows))
+        (folder / f"{split}_labels.txt").write_text("".join(f"{e.label % 2}\n" for e in rows))
+        (tmp_path / f"{split}.jsonl").write_text(
+            "".join(json.dumps({"labels": str(e.label % 2), "text": e.text, "text0": e.demonstration}) + "\n"
+                    for e in rows))
+    common = ["finetune", "--task", "irony", "--backbone", str(tiny_hashencoder), "--epochs", "1", "--seeds", "0",
+              "--trigger-epochs", "1", "--quiet"]
+    assert main(common + ["--data", str(folder), "--no-context"]) == 0
+    assert "irony (plain): test" in capsys.readouterr().out
+    assert main(common + ["--train", str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "val.jsonl"),
+                          "--test", str(tmp_path / "test.jsonl"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["context"] is True and len(report["seeds"]) == 1
+    assert read_jsonl_split(tmp_path / "train.jsonl")[0].demonstration == task(1)[0].demonstration
