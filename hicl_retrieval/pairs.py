@@ -92,4 +92,3 @@ class PairBatches:
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         while True:
             yield self.batch()
-
