@@ -260,6 +260,8 @@ def _add_finetune(commands) -> None:
     tune.add_argument("--trigger-lr", type=float, default=defaults["trigger_learning_rate"],
                       help="stage two (default: %(default)s)")
     tune.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="(default: %(default)s)")
+    tune.add_argument("--no-group-by-length", action="store_true",
+                      help="plain shuffled batches instead of batches of similar length (more padding)")
     tune.add_argument("--max-query", type=int, default=defaults["max_query"],
                       help="tokens of the example (default: %(default)s)")
     tune.add_argument("--max-demonstration", type=int, default=defaults["max_demonstration"],
@@ -456,8 +458,9 @@ def _finetune(args: argparse.Namespace) -> None:
         train, dev, test = (read_jsonl_split(path) for path in (args.train, args.dev, args.test))
     config = FinetuneConfig(
         backbone=args.backbone, task=args.task, context=not args.no_context, template=args.template,
-        learning_rate=args.lr, trigger_learning_rate=args.trigger_lr, batch_size=args.batch_size, epochs=args.epochs,
-        trigger_epochs=args.trigger_epochs, patience=args.patience, max_query=args.max_query,
+        learning_rate=args.lr, trigger_learning_rate=args.trigger_lr, batch_size=args.batch_size,
+        group_by_length=not args.no_group_by_length, epochs=args.epochs, trigger_epochs=args.trigger_epochs,
+        patience=args.patience, max_query=args.max_query,
         max_demonstration=args.max_demonstration, seeds=tuple(args.seeds), device=args.device, threads=args.threads,
         progress=not args.quiet,
     )

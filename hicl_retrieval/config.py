@@ -246,6 +246,8 @@ class FinetuneConfig:
     trigger_learning_rate: float = 1e-3
     """Stage two trains only the trigger embeddings, a few hundred numbers: they take a larger step."""
     batch_size: int = 16
+    group_by_length: bool = True
+    """Batch training examples of similar length together (less padding, same examples an epoch)."""
     epochs: int = 10
     trigger_epochs: int = 5
     patience: int = 3

@@ -122,6 +122,47 @@ def _predict(model, loader, device) -> list[int]:
     return predicted
 
 
+class _ShuffledBatches:
+    """Batches of examples in a random order, a new one each epoch, fixed by the seed."""
+
+    def __init__(self, count: int, batch_size: int, seed: int) -> None:
+        self.count, self.batch_size, self.rng = count, batch_size, random.Random(seed)
+
+    def order(self) -> list[int]:
+        order = list(range(self.count))
+        self.rng.shuffle(order)
+        return order
+
+    def __iter__(self):
+        order = self.order()
+        return iter([order[i : i + self.batch_size] for i in range(0, self.count, self.batch_size)])
+
+    def __len__(self) -> int:
+        return math.ceil(self.count / self.batch_size)
+
+
+class _LengthGroupedBatches(_ShuffledBatches):
+    """Shuffled batches of examples of similar length, so little of each batch is padding.
+
+    Each epoch shuffles the examples, sorts windows of 50 batches by length, cuts them into
+    batches and shuffles the batches: the batches still differ between epochs and seeds.
+    """
+
+    WINDOW = 50
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int) -> None:
+        super().__init__(len(lengths), batch_size, seed)
+        self.lengths = lengths
+
+    def __iter__(self):
+        order, window, batches = self.order(), self.WINDOW * self.batch_size, []
+        for start in range(0, self.count, window):
+            chunk = sorted(order[start : start + window], key=self.lengths.__getitem__)
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        self.rng.shuffle(batches)
+        return iter(batches)
+
+
 class _Run:
     """One seed's model, data loaders and dev-best checkpoint."""
 
@@ -130,7 +171,7 @@ class _Run:
         from torch.utils.data import DataLoader
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        self.config, self.splits = config, splits
+        self.config = config
         random.seed(seed)
         torch.manual_seed(seed)
         location = _location(config.backbone)
@@ -143,18 +184,25 @@ class _Run:
         collator = DemonstrationCollator(self.tokenizer, template=config.template, trigger_ids=triggers,
                                          max_query=config.max_query, max_demonstration=config.max_demonstration,
                                          context=config.context)
-        self.loaders = {}
+        self.loaders, self.gold = {}, {}
         for name, examples in splits.items():
             encoded = collator.encode([e.text for e in examples],
                                       [e.demonstration or "" for e in examples] if config.context else None,
                                       [e.label for e in examples])
-            self.loaders[name] = DataLoader(encoded, batch_size=config.batch_size, shuffle=name == "train",
-                                            collate_fn=collator, generator=torch.Generator().manual_seed(seed))
+            lengths = [len(collator.ids(e)) for e in encoded]
+            if name == "train":
+                batches = (_LengthGroupedBatches(lengths, config.batch_size, seed) if config.group_by_length
+                           else _ShuffledBatches(len(encoded), config.batch_size, seed))
+            else:  # prediction order is free: sorted by length, each batch pads little
+                encoded = [encoded[i] for i in sorted(range(len(encoded)), key=lengths.__getitem__)]
+                batches = [list(range(i, min(i + config.batch_size, len(encoded))))
+                           for i in range(0, len(encoded), config.batch_size)]
+            self.loaders[name] = DataLoader(encoded, batch_sampler=batches, collate_fn=collator)
+            self.gold[name] = [e.label for e in encoded]
         self.best_score, self.best_state = -1.0, None
 
     def dev_score(self) -> float:
-        gold = [e.label for e in self.splits["dev"]]
-        return task_score(self.config.task, gold, _predict(self.model, self.loaders["dev"], self.device))
+        return task_score(self.config.task, self.gold["dev"], _predict(self.model, self.loaders["dev"], self.device))
 
     def stage(self, optimizer, epochs: int, schedule=None, bar=None) -> int:
         """Train up to `epochs` epochs, keeping the dev-best weights; returns the epochs run."""
@@ -217,8 +265,7 @@ def finetune(train: Sequence[Example], dev: Sequence[Example], test: Sequence[Ex
             trigger_epochs = run.stage(optimizer, config.trigger_epochs)
             hook.remove()
             run.restore_best()
-        gold = [e.label for e in splits["test"]]
-        test_score = task_score(config.task, gold, _predict(run.model, run.loaders["test"], run.device))
+        test_score = task_score(config.task, run.gold["test"], _predict(run.model, run.loaders["test"], run.device))
         results.append(SeedResult(seed=seed, dev=run.best_score, dev_stage_one=stage_one, test=test_score,
                                   epochs=epochs, trigger_epochs=trigger_epochs,
                                   seconds=round(time.perf_counter() - started, 1)))

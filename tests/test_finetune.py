@@ -73,3 +73,20 @@ def test_command_line_reads_both_layouts(tmp_path, tiny_hashencoder, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["context"] is True and len(report["seeds"]) == 1
     assert read_jsonl_split(tmp_path / "train.jsonl")[0].demonstration == task(1)[0].demonstration
+
+
+def test_length_grouped_batches_cover_each_example_once_with_less_padding():
+    from hicl_retrieval.finetune import _LengthGroupedBatches, _ShuffledBatches
+
+    lengths = [(i * 37) % 101 + 5 for i in range(1000)]
+    grouped, shuffled = _LengthGroupedBatches(lengths, 16, seed=3), _ShuffledBatches(len(lengths), 16, seed=3)
+
+    def padding(batches):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+    first, second = list(grouped), list(grouped)
+    for epoch in (first, second):
+        assert sorted(i for batch in epoch for i in batch) == list(range(1000)) and len(epoch) == len(grouped) == 63
+    assert first != second  # a new order each epoch
+    assert first == list(_LengthGroupedBatches(lengths, 16, seed=3))  # fixed by the seed
+    assert padding(first) < 0.2 * padding(list(shuffled))
