@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Base vs +HICL fine-tuning on TweetEval stance, emotion and irony, with the packaged MiniLM backbone.
+
+In one run, from `--data-dir` (the shared real tweets):
+
+1. the #Database: every TweetEval tweet file (all tasks, all splits), indexed once per encoder
+   with each post's file as its source. For a task, a source filter keeps out the task's own
+   dev and test files (for stance, those of all five targets), so its demonstrations come from
+   the other tasks' tweets and its own train split; the example itself and its copies are never
+   returned (`augment`'s de-duplication).
+2. `augment --top 1` of the task's train, dev and test examples with each retriever: the encoder
+   trained by `scripts/compare_encoders.py` (`--encoder`), the untrained packaged MiniLM, and
+   BM25 over the same posts (same exclusions, copies of the example skipped).
+3. `finetune` of the MiniLM backbone, one run per (task, arm, seed): `base` is the plain
+   fine-tuning baseline (`context=False`), the other arms the two-stage HICL recipe (template
+   "050") with the demonstrations of one retriever. Every arm has the same seeds, epochs,
+   lengths and learning rates.
+4. A table of the official test metric per task (mean and sample standard deviation over the
+   seeds), their average, and the HICL paper's published RoBERTa-base numbers for reference.
+
+The budget is set by two CPU cores: an epoch of a task with demonstrations takes about two
+minutes there, so the defaults are 2 epochs of stage one and 1 of stage two at a learning
+rate of 5e-5 (MiniLM is small; the paper's 1e-5 suits its 30 epochs of RoBERTa), each text
+cut to 64 tokens, and 36 runs take about four hours; with a GPU raise `--epochs`.
+
+Every stage is kept in `--work-dir` (indexes, augmented files, one JSON per finished run) and
+skipped when rerun, so an interrupted run goes on where it stopped and the table can be printed
+again cheaply. Runs go seed by seed, so a partial run still compares the arms on equal seeds.
+
+    python scripts/compare_encoders.py --data-dir ../shared/data     # trains the encoder first
+    python scripts/hicl_tweeteval.py --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from compare_encoders import index, stage
+
+from hicl_retrieval import native
+from hicl_retrieval.augment import augment_file
+from hicl_retrieval.bm25 import Bm25
+from hicl_retrieval.config import FinetuneConfig
+from hicl_retrieval.filters import Condition, Filter
+from hicl_retrieval.finetune import SeedResult, finetune, read_jsonl_split, read_tweeteval_split
+from hicl_retrieval.text import duplicate_key, is_near_duplicate
+
+STANCE_TARGETS = ("abortion", "atheism", "climate", "feminist", "hillary")
+TASKS = {"stance": [f"stance/{t}" for t in STANCE_TARGETS], "emotion": ["emotion"], "irony": ["irony"]}
+SPLITS = {"train": "train", "dev": "val", "test": "test"}
+ARMS = ("base", "trained", "minilm", "bm25")
+ARM_TITLES = {"base": "MiniLM alone", "trained": "+HICL trained", "minilm": "+HICL MiniLM", "bm25": "+HICL BM25"}
+# HICL paper (Tan et al., arXiv 2308.09985), Table II, RoBERTa-base without and with HICL.
+PAPER = {"stance": (69.0, 69.4), "emotion": (78.2, 78.4), "irony": (64.3, 72.8)}
+
+
+def database_files(data: Path) -> list[Path]:
+    return sorted((data / "tweeteval" / "datasets").rglob("*_text.txt"))
+
+
+def held_back(data: Path, task: str) -> list[Path]:
+    """The task's own dev and test files: never demonstrations."""
+    return [data / "tweeteval" / "datasets" / folder / f"{SPLITS[split]}_text.txt"
+            for folder in TASKS[task] for split in ("dev", "test")]
+
+
+def write_task(data: Path, task: str, out: Path) -> dict[str, Path]:
+    """The task's splits as JSON lines (stance: the five targets' examples together)."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split, name in SPLITS.items():
+        examples = [e for folder in TASKS[task]
+                    for e in read_tweeteval_split(data / "tweeteval" / "datasets" / folder, name)]
+        paths[split] = out / f"{split}.jsonl"
+        paths[split].write_text("".join(json.dumps({"labels": str(e.label), "text": e.text}) + "\n"
+                                        for e in examples), encoding="utf-8")
+    return paths
+
+
+def bm25_augment(files: list[Path], excluded: list[Path], inputs: dict[str, Path], out: Path) -> None:
+    """Each example's top BM25 post among `files` minus `excluded`, copies of the example skipped."""
+    keys: dict[str, str] = {}
+    for path in files:
+        if path not in excluded:
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    keys.setdefault(duplicate_key(line), line.strip())
+    texts = list(keys.values())
+    bm25 = Bm25(texts)
+    for split, path in inputs.items():
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        found = bm25.search([row["text"] for row in rows], k=10)
+        lines = []
+        for row, hits in zip(rows, found):
+            key = duplicate_key(row["text"])
+            best = next((texts[i] for _, i in hits if not is_near_duplicate(key, duplicate_key(texts[i]))), "")
+            lines.append(json.dumps({**row, "text0": best}, ensure_ascii=False) + "\n")
+        (out / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
+
+
+def demonstrations(data: Path, work: Path, task: str, arm: str, indexes: dict[str, Path],
+                   threads: int | None) -> Path:
+    """The task's splits with one demonstration each from `arm`'s retriever (kept once written)."""
+    plain = write_task(data, task, work / "tasks" / task / "plain")
+    if arm == "base":
+        return plain["train"].parent
+    out = work / "tasks" / task / arm
+    if all((out / f"{split}.jsonl").exists() for split in SPLITS):
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    excluded = held_back(data, task)
+    if arm == "bm25":
+        bm25_augment(database_files(data), excluded, plain, out)
+    else:
+        keep_out = Filter.of(Condition("source", "not_in", tuple(str(p) for p in excluded)))
+        for split, path in plain.items():
+            augment_file(indexes[arm], path, out / f"{split}.jsonl", top=1, filter=keep_out, threads=threads)
+    return out
+
+
+def run(folder: Path, task: str, arm: str, seed: int, config: FinetuneConfig, result: Path) -> SeedResult:
+    """One fine-tuning run, or its saved result."""
+    config = replace(config, task=task, context=arm != "base", seeds=(seed,))
+    if result.exists():
+        saved = json.loads(result.read_text())
+        if saved["config"] != json.loads(json.dumps(config.__dict__, default=str)):
+            raise SystemExit(f"{result} was run with other settings; move the results away or use another --work-dir")
+        return SeedResult(**saved["result"])
+    splits = [read_jsonl_split(folder / f"{split}.jsonl") for split in SPLITS]
+    report = finetune(*splits, config)
+    result.parent.mkdir(parents=True, exist_ok=True)
+    result.write_text(json.dumps({"task": task, "arm": arm, "config": config.__dict__,
+                                  "result": report.results[0].__dict__}, default=str, indent=1))
+    return report.results[0]
+
+
+def cell(scores: list[float]) -> str:
+    if not scores:
+        return "-"
+    spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    return f"{100 * statistics.mean(scores):5.1f} ± {100 * spread:3.1f} ({len(scores)})"
+
+
+def table(results: dict[tuple[str, str], list[float]], tasks: list[str]) -> str:
+    """Mean ± standard deviation (seeds) of the test metric, x100, and the paper's numbers."""
+    header = f"{'task':9}" + "".join(f"{ARM_TITLES[a]:>19}" for a in ARMS) + "   paper RoBERTa / +HICL"
+    lines = [header]
+    for task in tasks:
+        lines.append(f"{task:9}" + "".join(f"{cell(results.get((task, a), [])):>19}" for a in ARMS)
+                     + f"   {PAPER[task][0]:.1f} / {PAPER[task][1]:.1f}")
+    averages = []
+    for arm in ARMS:
+        runs = [results.get((task, arm), []) for task in tasks]
+        seeds = min(len(r) for r in runs)
+        # the average over tasks, per seed: its spread is the seeds' spread of the average
+        averages.append(cell([statistics.mean(r[i] for r in runs) for i in range(seeds)]))
+    paper = [statistics.mean(PAPER[t][i] for t in tasks) for i in (0, 1)]
+    lines.append(f"{'average':9}" + "".join(f"{c:>19}" for c in averages) + f"   {paper[0]:.1f} / {paper[1]:.1f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data", help="folder holding tweeteval/")
+    parser.add_argument("--work-dir", default="/tmp/hicl-finetune", help="indexes, task files and results (kept)")
+    parser.add_argument("--encoder", default="/tmp/hicl-tweeteval/minilm-hashtag",
+                        help="the trained topic encoder (default: scripts/compare_encoders.py's)")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=2, help="stage one epochs (default: 2)")
+    parser.add_argument("--trigger-epochs", type=int, default=1, help="stage two epochs (default: 1)")
+    parser.add_argument("--lr", type=float, default=5e-5, help="stage one learning rate (default: 5e-5)")
+    parser.add_argument("--max-length", type=int, default=64, help="tokens of x and of x', each (default: 64)")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    native.set_threads(args.threads)
+    # absolute paths: the sources stored in the indexes must match the exclusion filters
+    data, work = Path(args.data_dir).resolve(), Path(args.work_dir)
+    if not Path(args.encoder).is_dir() and "trained" in args.arms:
+        raise SystemExit(f"no trained encoder at {args.encoder}: run scripts/compare_encoders.py first, "
+                         "or pass --encoder DIR")
+    work.mkdir(parents=True, exist_ok=True)
+    files = database_files(data)
+    indexes = {}
+    if "minilm" in args.arms:
+        indexes["minilm"] = index(files, work / "db-minilm", "minilm")
+    if "trained" in args.arms:
+        indexes["trained"] = index(files, work / "db-trained", args.encoder)
+    stage(f"#Database indexes: {len(files)} TweetEval files", started)
+    folders = {(task, arm): demonstrations(data, work, task, arm, indexes, args.threads)
+               for task in args.tasks for arm in args.arms}
+    stage("demonstrations", started)
+
+    config = FinetuneConfig(backbone="minilm", task=args.tasks[0], epochs=args.epochs,
+                            trigger_epochs=args.trigger_epochs, learning_rate=args.lr,
+                            max_query=args.max_length, max_demonstration=args.max_length,
+                            threads=args.threads, progress=False)
+    results: dict[tuple[str, str], list[float]] = {}
+    for seed in args.seeds:
+        for task in args.tasks:
+            for arm in args.arms:
+                result = run(folders[task, arm], task, arm, seed, config,
+                             work / "results" / f"{task}-{arm}-{seed}.json")
+                results.setdefault((task, arm), []).append(result.test)
+                print(f"  {task:8} {arm:8} seed {seed}: test {100 * result.test:.1f}, dev {100 * result.dev:.1f} "
+                      f"({result.epochs}+{result.trigger_epochs} epochs, {result.seconds:.0f} s)", flush=True)
+        stage(f"seed {seed}", started)
+    print("\n## Test score x100, mean ± standard deviation (seeds); stance: mean F1 of against and favor, "
+          "emotion: macro-F1, irony: F1 of the ironic class")
+    print(table(results, args.tasks))
+
+
+if __name__ == "__main__":
+    main()
