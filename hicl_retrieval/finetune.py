@@ -122,26 +122,7 @@ def _predict(model, loader, device) -> list[int]:
     return predicted
 
 
-class _ShuffledBatches:
-    """Batches of examples in a random order, a new one each epoch, fixed by the seed."""
-
-    def __init__(self, count: int, batch_size: int, seed: int) -> None:
-        self.count, self.batch_size, self.rng = count, batch_size, random.Random(seed)
-
-    def order(self) -> list[int]:
-        order = list(range(self.count))
-        self.rng.shuffle(order)
-        return order
-
-    def __iter__(self):
-        order = self.order()
-        return iter([order[i : i + self.batch_size] for i in range(0, self.count, self.batch_size)])
-
-    def __len__(self) -> int:
-        return math.ceil(self.count / self.batch_size)
-
-
-class _LengthGroupedBatches(_ShuffledBatches):
+class _LengthGroupedBatches:
     """Shuffled batches of examples of similar length, so little of each batch is padding.
 
     Each epoch shuffles the examples, sorts windows of 50 batches by length, cuts them into
@@ -151,16 +132,19 @@ class _LengthGroupedBatches(_ShuffledBatches):
     WINDOW = 50
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int) -> None:
-        super().__init__(len(lengths), batch_size, seed)
-        self.lengths = lengths
+        self.lengths, self.batch_size, self.rng = lengths, batch_size, random.Random(seed)
 
     def __iter__(self):
-        order, window, batches = self.order(), self.WINDOW * self.batch_size, []
-        for start in range(0, self.count, window):
+        order, window, batches = list(range(len(self.lengths))), self.WINDOW * self.batch_size, []
+        self.rng.shuffle(order)
+        for start in range(0, len(order), window):
             chunk = sorted(order[start : start + window], key=self.lengths.__getitem__)
             batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         self.rng.shuffle(batches)
         return iter(batches)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
 
 
 class _Run:
@@ -190,14 +174,16 @@ class _Run:
                                       [e.demonstration or "" for e in examples] if config.context else None,
                                       [e.label for e in examples])
             lengths = [len(collator.ids(e)) for e in encoded]
-            if name == "train":
-                batches = (_LengthGroupedBatches(lengths, config.batch_size, seed) if config.group_by_length
-                           else _ShuffledBatches(len(encoded), config.batch_size, seed))
+            if name == "train" and config.group_by_length:
+                loader = DataLoader(encoded, batch_sampler=_LengthGroupedBatches(lengths, config.batch_size, seed),
+                                    collate_fn=collator)
+            elif name == "train":
+                loader = DataLoader(encoded, batch_size=config.batch_size, shuffle=True, collate_fn=collator,
+                                    generator=torch.Generator().manual_seed(seed))
             else:  # prediction order is free: sorted by length, each batch pads little
                 encoded = [encoded[i] for i in sorted(range(len(encoded)), key=lengths.__getitem__)]
-                batches = [list(range(i, min(i + config.batch_size, len(encoded))))
-                           for i in range(0, len(encoded), config.batch_size)]
-            self.loaders[name] = DataLoader(encoded, batch_sampler=batches, collate_fn=collator)
+                loader = DataLoader(encoded, batch_size=config.batch_size, collate_fn=collator)
+            self.loaders[name] = loader
             self.gold[name] = [e.label for e in encoded]
         self.best_score, self.best_state = -1.0, None
 

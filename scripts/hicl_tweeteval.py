@@ -18,7 +18,7 @@ In one run, from `--data-dir` (the shared real tweets):
 4. A table of the official test metric per task (mean and sample standard deviation over the
    seeds), their average, and the HICL paper's published RoBERTa-base numbers for reference.
 
-The budget is set by two CPU cores: an epoch of a task with demonstrations takes about two
+The budget is set by two CPU cores: an epoch of a task with demonstrations takes two to three
 minutes there, so the defaults are 2 epochs of stage one and 1 of stage two at a learning
 rate of 5e-5 (MiniLM is small; the paper's 1e-5 suits its 30 epochs of RoBERTa), each text
 cut to 64 tokens, and 36 runs take about four hours; with a GPU raise `--epochs`.
@@ -84,13 +84,13 @@ def write_task(data: Path, task: str, out: Path) -> dict[str, Path]:
 
 def bm25_augment(files: list[Path], excluded: list[Path], inputs: dict[str, Path], out: Path) -> None:
     """Each example's top BM25 post among `files` minus `excluded`, copies of the example skipped."""
-    keys: dict[str, str] = {}
+    posts: dict[str, str] = {}  # duplicate key -> text: each post once
     for path in files:
         if path not in excluded:
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
-                    keys.setdefault(duplicate_key(line), line.strip())
-    texts = list(keys.values())
+                    posts.setdefault(duplicate_key(line), line.strip())
+    keys, texts = list(posts), list(posts.values())
     bm25 = Bm25(texts)
     for split, path in inputs.items():
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
@@ -98,17 +98,15 @@ def bm25_augment(files: list[Path], excluded: list[Path], inputs: dict[str, Path
         lines = []
         for row, hits in zip(rows, found):
             key = duplicate_key(row["text"])
-            best = next((texts[i] for _, i in hits if not is_near_duplicate(key, duplicate_key(texts[i]))), "")
+            best = next((texts[i] for _, i in hits if not is_near_duplicate(key, keys[i])), "")
             lines.append(json.dumps({**row, "text0": best}, ensure_ascii=False) + "\n")
         (out / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
 
 
-def demonstrations(data: Path, work: Path, task: str, arm: str, indexes: dict[str, Path],
+def demonstrations(data: Path, work: Path, task: str, arm: str, plain: dict[str, Path], indexes: dict[str, Path],
                    threads: int | None) -> Path:
-    """The task's splits with one demonstration each from `arm`'s retriever (kept once written)."""
-    plain = write_task(data, task, work / "tasks" / task / "plain")
-    if arm == "base":
-        return plain["train"].parent
+    """The task's splits (`plain`, from `write_task`) with one demonstration each from `arm`'s
+    retriever (kept once written)."""
     out = work / "tasks" / task / arm
     if all((out / f"{split}.jsonl").exists() for split in SPLITS):
         return out
@@ -194,8 +192,12 @@ def main() -> None:
     if "trained" in args.arms:
         indexes["trained"] = index(files, work / "db-trained", args.encoder)
     stage(f"#Database indexes: {len(files)} TweetEval files", started)
-    folders = {(task, arm): demonstrations(data, work, task, arm, indexes, args.threads)
-               for task in args.tasks for arm in args.arms}
+    folders = {}
+    for task in args.tasks:
+        plain = write_task(data, task, work / "tasks" / task / "plain")
+        for arm in args.arms:
+            folders[task, arm] = (plain["train"].parent if arm == "base"
+                                  else demonstrations(data, work, task, arm, plain, indexes, args.threads))
     stage("demonstrations", started)
 
     config = FinetuneConfig(backbone="minilm", task=args.tasks[0], epochs=args.epochs,

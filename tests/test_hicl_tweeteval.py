@@ -27,7 +27,8 @@ def test_bm25_demonstrations_come_from_other_tasks_and_the_train_split(tmp_path)
     write_split(datasets / "emoji", "train",
                 [f"{w} emoji {i}" for i, w in enumerate(WORDS)] + [f"RT @x: {WORDS[0]} irony test 0"])
 
-    out = hicl_tweeteval.demonstrations(tmp_path, tmp_path / "work", "irony", "bm25", {}, None)
+    plain = hicl_tweeteval.write_task(tmp_path, "irony", tmp_path / "work" / "plain")
+    out = hicl_tweeteval.demonstrations(tmp_path, tmp_path / "work", "irony", "bm25", plain, {}, None)
     held_back = {line for split in ("val", "test")
                  for line in (datasets / "irony" / f"{split}_text.txt").read_text().splitlines()}
     for split in ("train", "dev", "test"):
