@@ -162,10 +162,10 @@ class _Run:
         self.tokenizer = AutoTokenizer.from_pretrained(location)
         self.model = AutoModelForSequenceClassification.from_pretrained(location, num_labels=labels)
         self.device = torch.device(config.device)
-        triggers = add_triggers(self.tokenizer, self.model, sum(parse_template(config.template))) if config.context else []
-        self.triggers = triggers
+        count = sum(parse_template(config.template)) if config.context else 0
+        self.triggers = add_triggers(self.tokenizer, self.model, count)
         self.model.to(self.device)
-        collator = DemonstrationCollator(self.tokenizer, template=config.template, trigger_ids=triggers,
+        collator = DemonstrationCollator(self.tokenizer, template=config.template, trigger_ids=self.triggers,
                                          max_query=config.max_query, max_demonstration=config.max_demonstration,
                                          context=config.context)
         self.loaders, self.gold = {}, {}
