@@ -23,15 +23,15 @@ from .filters import Condition, Filter
 
 if TYPE_CHECKING:
     from .encoder import Encoder
-    from .indexer import BuildReport, build_index, reindex
+    from .indexer import BuildReport, build_index
     from .retriever import Hit, Retriever, SearchResult
-    from .updates import add_posts, compact, delete_posts
+    from .updates import add_posts, compact, delete_posts, reindex
 
 _LAZY = {
     "Encoder": "encoder",
     "BuildReport": "indexer",
     "build_index": "indexer",
-    "reindex": "indexer",
+    "reindex": "updates",
     "add_posts": "updates",
     "delete_posts": "updates",
     "compact": "updates",

@@ -368,7 +368,7 @@ def _query(args: argparse.Namespace) -> None:
 
 
 def _reindex(args: argparse.Namespace) -> None:
-    from .indexer import reindex
+    from .updates import reindex
 
     manifest = reindex(args.index, args.faiss_factory, k_factor=args.k_factor, max_memory=_memory(args),
                        target_recall=args.target_recall)

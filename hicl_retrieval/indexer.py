@@ -21,7 +21,6 @@ from . import native
 from .config import BuildConfig
 from .corpus import Corpus, Post, Record, Reject
 from .encoder import Encoder
-from .errors import HiclError
 from .index import FAISS_INDEX, REJECTS, VECTORS, IndexDir, Manifest
 from .planning import IndexPlan, check_fits, factory_for, plan_index, train_rows
 from .text import duplicate_key, extract_hashtags
@@ -97,13 +96,15 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def _chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+def record_chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    """`records` in lists of `size`: one list is encoded and committed at a time."""
     iterator = iter(records)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
 
 
-def _write_reject(handle, reject: Reject) -> None:
+def write_reject(handle, reject: Reject) -> None:
+    """One line of rejects.jsonl: the file, line and reason a user needs to fix the input."""
     line = json.dumps(
         {"source": reject.source, "line": reject.line, "reason": reject.reason, "detail": reject.detail},
         ensure_ascii=False,
@@ -111,7 +112,8 @@ def _write_reject(handle, reject: Reject) -> None:
     handle.write(line.encode("utf-8") + b"\n")
 
 
-def _rows(posts: Sequence[Post], first_id: int) -> dict[str, list]:
+def post_rows(posts: Sequence[Post], first_id: int) -> dict[str, list]:
+    """The post store's columns for `posts`, numbered from `first_id` (= their vector rows)."""
     return {
         "id": list(range(first_id, first_id + len(posts))),
         "post_id": [p.post_id for p in posts],
@@ -152,19 +154,21 @@ def plan_for(spec: str, posts: int, encoder: Encoder, config: BuildConfig) -> In
     return plan_index(factory, posts, encoder.dim, k_factor=default_k_factor(factory), working=working)
 
 
-def _free_disk(path: Path) -> int:
+def free_disk(path: Path) -> int:
+    """Free bytes on the disk `path` will be on (it may not exist yet)."""
     while not path.exists():
         path = path.parent
     return shutil.disk_usage(path).free
 
 
-def _truncate(path: Path, size: int) -> None:
+def truncate_file(path: Path, size: int) -> None:
     """Cut `path` back to `size` bytes: what an interrupted chunk wrote past its last commit."""
     with open(path, "ab") as handle:
         handle.truncate(size)
 
 
-def _sync(handle) -> int:
+def sync_file(handle) -> int:
+    """Flush and fsync `handle`; its size, which a commit records so a resumption can cut back to it."""
     handle.flush()
     os.fsync(handle.fileno())
     return handle.tell()
@@ -201,7 +205,7 @@ def build_index(
     load_seconds = time.perf_counter() - tick
     plan = plan_for(config.faiss_factory, posts_in.estimated_records(), encoder, config)
     announce(f"plan: {plan.describe()}")
-    check_fits(plan, max_memory=config.max_memory, free_disk=_free_disk(Path(out)))
+    check_fits(plan, max_memory=config.max_memory, free_disk=free_disk(Path(out)))
     state = _build_state(posts_in, encoder, config)
     directory, resuming = IndexDir.for_build(out, state, overwrite=config.overwrite)
     store = directory.open_store(read_only=False)
@@ -212,8 +216,8 @@ def build_index(
         report.index, report.load_seconds, report.resumed = directory.path, load_seconds, resuming
         earlier_seconds = report.seconds
         next_id, chunk_number = last["vector_rows"], max((row["chunk"] for row in ledger), default=-1) + 1
-        _truncate(directory.file(VECTORS), next_id * encoder.dim * 2)
-        _truncate(directory.file(REJECTS), last["rejects_bytes"])
+        truncate_file(directory.file(VECTORS), next_id * encoder.dim * 2)
+        truncate_file(directory.file(REJECTS), last["rejects_bytes"])
         if resuming:
             LOG.info("resuming %s after %d records (%d posts)", directory.path, last["records"], next_id)
         finished = bool(ledger) and ledger[-1]["chunk"] == -1
@@ -223,12 +227,12 @@ def build_index(
             tqdm(desc="encoding", unit=" posts", initial=next_id, disable=not config.progress) as bar,
         ):
             records = itertools.islice(posts_in, last["records"], None)
-            for chunk in (() if finished else _chunks(records, config.chunk_size)):
+            for chunk in (() if finished else record_chunks(records, config.chunk_size)):
                 posts = [r for r in chunk if isinstance(r, Post)]
                 for record in chunk:
                     if isinstance(record, Reject):
                         report.rejected[record.reason] += 1
-                        _write_reject(rejects, record)
+                        write_reject(rejects, record)
                     else:
                         report.notes.update(record.notes)
                 report.read += len(chunk)
@@ -236,22 +240,24 @@ def build_index(
                 vectors = encoder.encode([p.text for p in posts], batch_size=config.batch_size, progress=bar)
                 report.encode_seconds += time.perf_counter() - tick
                 vectors.astype(np.float16).tofile(vectors_out)
-                rows = _rows(posts, next_id)
+                rows = post_rows(posts, next_id)
                 next_id += len(posts)
                 report.seconds = earlier_seconds + time.perf_counter() - started
                 store.commit_chunk(rows, {
-                    "chunk": chunk_number, "records": report.read, "vector_rows": _sync(vectors_out) // (2 * encoder.dim),
-                    "rejects_bytes": _sync(rejects), "stats": json.dumps(report.as_dict()),
+                    "chunk": chunk_number, "records": report.read,
+                    "vector_rows": sync_file(vectors_out) // (2 * encoder.dim),
+                    "rejects_bytes": sync_file(rejects), "stats": json.dumps(report.as_dict()),
                 })
                 chunk_number += 1
             if not finished:
                 repeated = store.repeated_post_ids()
                 for _, post_id, source, line in repeated:
-                    _write_reject(rejects, Reject(source, line, DUPLICATE_POST_ID, f"post id {post_id} appeared earlier"))
+                    reject = Reject(source, line, DUPLICATE_POST_ID, f"post id {post_id} appeared earlier")
+                    write_reject(rejects, reject)
                 report.duplicates = len(repeated)
-                store.commit_chunk(_rows([], next_id), {
+                store.commit_chunk(post_rows([], next_id), {
                     "chunk": -1, "records": report.read, "vector_rows": next_id,
-                    "rejects_bytes": _sync(rejects), "stats": json.dumps(report.as_dict()),
+                    "rejects_bytes": sync_file(rejects), "stats": json.dumps(report.as_dict()),
                 }, delete=[row[0] for row in repeated])
         report.indexed = store.count()
         report.repeated_texts = store.repeated_texts()
@@ -271,47 +277,13 @@ def build_index(
         vector_rows=next_id,
         k_factor=plan.k_factor,
     )
-    manifest = _write_faiss(directory, manifest, ids, FAISS_INDEX, config.target_recall)
+    manifest = write_faiss(directory, manifest, ids, FAISS_INDEX, config.target_recall)
     report.seconds = earlier_seconds + time.perf_counter() - started
     directory.commit(dataclasses.replace(manifest, stats=report.as_dict()))
     return report
 
 
-def reindex(
-    path: str | Path, spec: str, *, k_factor: int | None = None, max_memory: int | None = None,
-    target_recall: float = 0.95,
-) -> Manifest:
-    """Rebuild the FAISS index of `path` as another type (`spec` as for build), from the stored vectors.
-
-    No re-encoding. The new index goes to a new file and the manifest switches to it
-    atomically, so a reader opening the index meanwhile gets the old index or the new one, whole.
-    """
-    directory = IndexDir(path)
-    manifest = directory.read_manifest()
-    if k_factor is not None and k_factor < 1:
-        raise HiclError(f"k_factor must be at least 1, not {k_factor}")
-    working = 256 << 20  # no encoder here: buffers only
-    factory = effective_factory(factory_for(spec, manifest.count, manifest.dim, max_memory, working=working))
-    plan = plan_index(factory, manifest.count, manifest.dim, k_factor=default_k_factor(factory), working=working)
-    check_fits(plan, max_memory=max_memory, free_disk=_free_disk(directory.path))
-    store = directory.open_store(read_only=True, name=manifest.store_file)
-    try:
-        ids = store.ids()
-    finally:
-        store.close()
-    old_file = manifest.faiss_file
-    new_file = f"faiss.{int(time.time() * 1000)}.index"
-    manifest = dataclasses.replace(
-        manifest, faiss_factory=factory, k_factor=k_factor if k_factor is not None else plan.k_factor,
-    )
-    manifest = _write_faiss(directory, manifest, ids, new_file, target_recall)
-    directory.commit(manifest)
-    if old_file != new_file:
-        directory.file(old_file).unlink(missing_ok=True)
-    return directory.read_manifest()
-
-
-def _write_faiss(directory: IndexDir, manifest: Manifest, ids: np.ndarray, name: str, target: float) -> Manifest:
+def write_faiss(directory: IndexDir, manifest: Manifest, ids: np.ndarray, name: str, target: float) -> Manifest:
     """Build, tune and save the FAISS index `manifest` describes as `name`; the manifest to commit."""
     vectors = directory.open_vectors(manifest)
     index = build_faiss_index(vectors, ids, manifest.faiss_factory, manifest.dim)

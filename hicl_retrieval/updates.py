@@ -1,4 +1,4 @@
-"""Change a finished index: add posts, delete posts, compact. Readers always see a whole index.
+"""Change a finished index: add, delete, compact, reindex. Readers always see a whole index.
 
 Each change writes new files (a copy of the post store, a new FAISS file, new vectors on
 compaction) or appends past what the manifest covers, then switches the manifest atomically
@@ -30,7 +30,9 @@ from .encoder import Encoder
 from .errors import HiclError
 from .filters import Filter
 from .index import _INDEX_FILE, MANIFEST, REJECTS, WRITE_LOCK, IndexDir, Manifest
-from .indexer import _chunks, _rows, _sync, _truncate, _write_faiss, _write_reject
+from .indexer import free_disk, post_rows, record_chunks, sync_file, truncate_file, write_faiss, write_reject
+from .planning import check_fits, factory_for, plan_index
+from .vectors import default_k_factor, effective_factory
 
 LOG = logging.getLogger(__name__)
 _COPY_ROWS = 65536
@@ -45,7 +47,9 @@ def _writing(path: str | Path) -> Iterator[tuple[IndexDir, Manifest]]:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise HiclError(f"another add, delete or compact is changing {directory.path}; retry when it ends") from None
+            raise HiclError(
+                f"another add, delete, compact or reindex is changing {directory.path}; retry when it ends"
+            ) from None
         manifest = directory.read_manifest()
         _remove_unnamed(directory, manifest)
         yield directory, manifest
@@ -120,8 +124,8 @@ def add_posts(
         generation = _generation()
         store_file = _copy_store(directory, manifest, generation)
         vectors_path, rejects_path = directory.file(manifest.vectors_file), directory.file(REJECTS)
-        _truncate(vectors_path, manifest.vector_rows * manifest.dim * 2)  # an interrupted add's tail
-        _truncate(rejects_path, manifest.files.get(REJECTS, 0))
+        truncate_file(vectors_path, manifest.vector_rows * manifest.dim * 2)  # an interrupted add's tail
+        truncate_file(rejects_path, manifest.files.get(REJECTS, 0))
         next_id = manifest.vector_rows
         store = directory.open_store(read_only=False, name=store_file)
         try:
@@ -130,12 +134,12 @@ def add_posts(
                 open(rejects_path, "ab") as rejects,
                 tqdm(desc="adding", unit=" posts", disable=not progress) as bar,
             ):
-                for chunk in _chunks(posts_in, chunk_size):
+                for chunk in record_chunks(posts_in, chunk_size):
                     report.read += len(chunk)
                     for record in chunk:
                         if isinstance(record, Reject):
                             report.rejected[record.reason] += 1
-                            _write_reject(rejects, record)
+                            write_reject(rejects, record)
                     posts = [r for r in chunk if isinstance(r, Post)]
                     known = store.existing_post_ids([p.post_id for p in posts if p.post_id is not None])
                     fresh = []
@@ -148,10 +152,10 @@ def add_posts(
                     encoder.encode([p.text for p in fresh], batch_size=batch_size, progress=bar).astype(
                         np.float16).tofile(vectors_out)
                     if fresh:
-                        store.insert(_rows(fresh, next_id))
+                        store.insert(post_rows(fresh, next_id))
                     next_id += len(fresh)
-                _sync(vectors_out)
-                _sync(rejects)
+                sync_file(vectors_out)
+                sync_file(rejects)
             count = store.count()
             store.checkpoint()
         finally:
@@ -211,7 +215,7 @@ def compact(path: str | Path, *, target_recall: float | None = None) -> Manifest
         with open(directory.file(vectors_file), "wb") as out:
             for start in range(0, len(ids), _COPY_ROWS):
                 vectors[ids[start : start + _COPY_ROWS]].tofile(out)
-            _sync(out)
+            sync_file(out)
         store = directory.open_store(read_only=False, name=store_file)
         try:
             store.copy_renumbered(directory.file(manifest.store_file))
@@ -222,5 +226,34 @@ def compact(path: str | Path, *, target_recall: float | None = None) -> Manifest
             manifest, vectors_file=vectors_file, store_file=store_file, vector_rows=len(ids), count=len(ids),
         )
         target = target_recall if target_recall is not None else manifest.tuning.get("target", 0.95)
-        compacted = _write_faiss(directory, compacted, np.arange(len(ids)), f"faiss.{generation}.index", target)
+        compacted = write_faiss(directory, compacted, np.arange(len(ids)), f"faiss.{generation}.index", target)
         return _switch(directory, compacted)
+
+
+def reindex(
+    path: str | Path, spec: str, *, k_factor: int | None = None, max_memory: int | None = None,
+    target_recall: float = 0.95,
+) -> Manifest:
+    """Rebuild the FAISS index of `path` as another type (`spec` as for build), from the stored vectors.
+
+    No re-encoding. The new index goes to a new file and the manifest switches to it
+    atomically, so a reader opening the index meanwhile gets the old index or the new one, whole;
+    the write lock keeps an add or delete from being undone by the switch.
+    """
+    if k_factor is not None and k_factor < 1:
+        raise HiclError(f"k_factor must be at least 1, not {k_factor}")
+    with _writing(path) as (directory, manifest):
+        working = 256 << 20  # no encoder here: buffers only
+        factory = effective_factory(factory_for(spec, manifest.count, manifest.dim, max_memory, working=working))
+        plan = plan_index(factory, manifest.count, manifest.dim, k_factor=default_k_factor(factory), working=working)
+        check_fits(plan, max_memory=max_memory, free_disk=free_disk(directory.path))
+        store = directory.open_store(read_only=True, name=manifest.store_file)
+        try:
+            ids = store.ids()
+        finally:
+            store.close()
+        manifest = dataclasses.replace(
+            manifest, faiss_factory=factory, k_factor=k_factor if k_factor is not None else plan.k_factor,
+        )
+        manifest = write_faiss(directory, manifest, ids, f"faiss.{_generation()}.index", target_recall)
+        return _switch(directory, manifest)

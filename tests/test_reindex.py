@@ -8,7 +8,7 @@ import pytest
 from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index
 from hicl_retrieval.cli import main
 from hicl_retrieval.index import IndexDir
-from hicl_retrieval.indexer import reindex
+from hicl_retrieval.updates import reindex
 
 from test_filters import write_posts
 

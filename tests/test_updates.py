@@ -8,7 +8,7 @@ from hicl_retrieval import BuildConfig, Filter, HiclError, Retriever, build_inde
 from hicl_retrieval.cli import main
 from hicl_retrieval.filters import Condition
 from hicl_retrieval.index import WRITE_LOCK, IndexDir
-from hicl_retrieval.updates import add_posts, compact, delete_posts
+from hicl_retrieval.updates import add_posts, compact, delete_posts, reindex
 
 from test_filters import write_posts
 
@@ -133,8 +133,10 @@ def test_one_change_at_a_time(index):
     path, _ = index
     with open(path / WRITE_LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        with pytest.raises(HiclError, match="another add, delete or compact"):
+        with pytest.raises(HiclError, match="another add, delete, compact or reindex"):
             delete_posts(path, post_ids=["1"])
+        with pytest.raises(HiclError, match="another add, delete, compact or reindex"):
+            reindex(path, "Flat")
 
 
 def test_cli_add_delete_compact(index, tmp_path, capsys):
