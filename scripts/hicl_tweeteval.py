@@ -24,8 +24,8 @@ rate of 5e-5 (MiniLM is small; the paper's 1e-5 suits its 30 epochs of RoBERTa),
 cut to 64 tokens, and 36 runs take about four hours; with a GPU raise `--epochs`.
 
 Every stage is kept in `--work-dir` (indexes, augmented files, one JSON per finished run) and
-skipped when rerun, so an interrupted run goes on where it stopped and the table can be printed
-again cheaply. Runs go seed by seed, so a partial run still compares the arms on equal seeds.
+skipped when rerun, so an interrupted run goes on where it stopped; `--report` prints the table
+of the runs finished so far. Runs go seed by seed, so a partial run still compares the arms on equal seeds.
 
     python scripts/compare_encoders.py --data-dir ../shared/data     # trains the encoder first
     python scripts/hicl_tweeteval.py --data-dir ../shared/data
@@ -121,8 +121,8 @@ def demonstrations(data: Path, work: Path, task: str, arm: str, plain: dict[str,
     return out
 
 
-def run(folder: Path, task: str, arm: str, seed: int, config: FinetuneConfig, result: Path) -> SeedResult:
-    """One fine-tuning run, or its saved result."""
+def run(folder: Path | None, task: str, arm: str, seed: int, config: FinetuneConfig, result: Path) -> SeedResult:
+    """One fine-tuning run in `folder`, or its saved result."""
     config = replace(config, task=task, context=arm != "base", seeds=(seed,))
     if result.exists():
         saved = json.loads(result.read_text())
@@ -137,29 +137,57 @@ def run(folder: Path, task: str, arm: str, seed: int, config: FinetuneConfig, re
     return report.results[0]
 
 
-def cell(scores: list[float]) -> str:
+def cell(scores: list[float], sign: str = "") -> str:
+    """Mean ± sample standard deviation x100, and how many seeds."""
     if not scores:
         return "-"
     spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
-    return f"{100 * statistics.mean(scores):5.1f} ± {100 * spread:3.1f} ({len(scores)})"
+    return f"{100 * statistics.mean(scores):{sign}5.1f} ± {100 * spread:3.1f} ({len(scores)})"
 
 
-def table(results: dict[tuple[str, str], list[float]], tasks: list[str]) -> str:
-    """Mean ± standard deviation (seeds) of the test metric, x100, and the paper's numbers."""
+def average_by_seed(results: dict[tuple[str, str], dict[int, float]], arm: str, tasks: list[str]) -> dict[int, float]:
+    """`arm`'s average over `tasks` for each seed run on all of them."""
+    runs = [results.get((task, arm), {}) for task in tasks]
+    return {seed: statistics.mean(r[seed] for r in runs) for seed in sorted(set.intersection(*(set(r) for r in runs)))}
+
+
+def table(results: dict[tuple[str, str], dict[int, float]], tasks: list[str]) -> str:
+    """Mean ± standard deviation (over seeds) of the test metric, x100, and the paper's numbers."""
     header = f"{'task':9}" + "".join(f"{ARM_TITLES[a]:>19}" for a in ARMS) + "   paper RoBERTa / +HICL"
     lines = [header]
     for task in tasks:
-        lines.append(f"{task:9}" + "".join(f"{cell(results.get((task, a), [])):>19}" for a in ARMS)
+        lines.append(f"{task:9}" + "".join(f"{cell(list(results.get((task, a), {}).values())):>19}" for a in ARMS)
                      + f"   {PAPER[task][0]:.1f} / {PAPER[task][1]:.1f}")
-    averages = []
+    averages, gains = [], []
+    base = average_by_seed(results, "base", tasks)
     for arm in ARMS:
-        runs = [results.get((task, arm), []) for task in tasks]
-        seeds = min(len(r) for r in runs)
-        # the average over tasks, per seed: its spread is the seeds' spread of the average
-        averages.append(cell([statistics.mean(r[i] for r in runs) for i in range(seeds)]))
+        average = average_by_seed(results, arm, tasks)
+        averages.append(cell(list(average.values())))
+        # paired by seed: the seeds' spread of the average does not hide a steady gain
+        gains.append(cell([average[seed] - base[seed] for seed in average if seed in base], "+")
+                     if arm != "base" else "")
     paper = [statistics.mean(PAPER[t][i] for t in tasks) for i in (0, 1)]
     lines.append(f"{'average':9}" + "".join(f"{c:>19}" for c in averages) + f"   {paper[0]:.1f} / {paper[1]:.1f}")
+    lines.append(f"{'vs base':9}" + "".join(f"{c:>19}" for c in gains) + f"   {paper[1] - paper[0]:+.1f}")
     return "\n".join(lines)
+
+
+def prepare(data: Path, work: Path, args: argparse.Namespace) -> dict[tuple[str, str], Path]:
+    """The #Database indexes and every (task, arm)'s folder of train/dev/test files."""
+    files = database_files(data)
+    indexes = {}
+    if "minilm" in args.arms:
+        indexes["minilm"] = index(files, work / "db-minilm", "minilm")
+    if "trained" in args.arms:
+        indexes["trained"] = index(files, work / "db-trained", args.encoder)
+    print(f"  #Database: {len(files)} TweetEval files", flush=True)
+    folders = {}
+    for task in args.tasks:
+        plain = write_task(data, task, work / "tasks" / task / "plain")
+        for arm in args.arms:
+            folders[task, arm] = (plain["train"].parent if arm == "base"
+                                  else demonstrations(data, work, task, arm, plain, indexes, args.threads))
+    return folders
 
 
 def main() -> None:
@@ -176,44 +204,39 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-5, help="stage one learning rate (default: 5e-5)")
     parser.add_argument("--max-length", type=int, default=64, help="tokens of x and of x', each (default: 64)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    parser.add_argument("--report", action="store_true",
+                        help="print the table of the runs finished so far; build and train nothing")
     args = parser.parse_args()
     started = time.perf_counter()
     native.set_threads(args.threads)
     # absolute paths: the sources stored in the indexes must match the exclusion filters
     data, work = Path(args.data_dir).resolve(), Path(args.work_dir)
-    if not Path(args.encoder).is_dir() and "trained" in args.arms:
+    if not args.report and not Path(args.encoder).is_dir() and "trained" in args.arms:
         raise SystemExit(f"no trained encoder at {args.encoder}: run scripts/compare_encoders.py first, "
                          "or pass --encoder DIR")
     work.mkdir(parents=True, exist_ok=True)
-    files = database_files(data)
-    indexes = {}
-    if "minilm" in args.arms:
-        indexes["minilm"] = index(files, work / "db-minilm", "minilm")
-    if "trained" in args.arms:
-        indexes["trained"] = index(files, work / "db-trained", args.encoder)
-    stage(f"#Database indexes: {len(files)} TweetEval files", started)
     folders = {}
-    for task in args.tasks:
-        plain = write_task(data, task, work / "tasks" / task / "plain")
-        for arm in args.arms:
-            folders[task, arm] = (plain["train"].parent if arm == "base"
-                                  else demonstrations(data, work, task, arm, plain, indexes, args.threads))
-    stage("demonstrations", started)
+    if not args.report:
+        folders = prepare(data, work, args)
+        stage("#Database and demonstrations", started)
 
     config = FinetuneConfig(backbone="minilm", task=args.tasks[0], epochs=args.epochs,
                             trigger_epochs=args.trigger_epochs, learning_rate=args.lr,
                             max_query=args.max_length, max_demonstration=args.max_length,
                             threads=args.threads, progress=False)
-    results: dict[tuple[str, str], list[float]] = {}
+    results: dict[tuple[str, str], dict[int, float]] = {}
     for seed in args.seeds:
         for task in args.tasks:
             for arm in args.arms:
-                result = run(folders[task, arm], task, arm, seed, config,
-                             work / "results" / f"{task}-{arm}-{seed}.json")
-                results.setdefault((task, arm), []).append(result.test)
+                path = work / "results" / f"{task}-{arm}-{seed}.json"
+                if args.report and not path.exists():
+                    continue
+                result = run(folders.get((task, arm)), task, arm, seed, config, path)
+                results.setdefault((task, arm), {})[seed] = result.test
                 print(f"  {task:8} {arm:8} seed {seed}: test {100 * result.test:.1f}, dev {100 * result.dev:.1f} "
                       f"({result.epochs}+{result.trigger_epochs} epochs, {result.seconds:.0f} s)", flush=True)
-        stage(f"seed {seed}", started)
+        if not args.report:
+            stage(f"seed {seed}", started)
     print("\n## Test score x100, mean ± standard deviation (seeds); stance: mean F1 of against and favor, "
           "emotion: macro-F1, irony: F1 of the ironic class")
     print(table(results, args.tasks))

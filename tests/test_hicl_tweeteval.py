@@ -40,3 +40,19 @@ def test_bm25_demonstrations_come_from_other_tasks_and_the_train_split(tmp_path)
             assert shown.split()[0] == row["text"].split()[0]  # the same topic
             assert "RT @x" not in shown or row["text"] != f"{WORDS[0]} irony test 0"  # never the example's copy
     assert len(hicl_tweeteval.held_back(tmp_path, "stance")) == 10  # five targets, dev and test each
+
+
+def test_table_averages_tasks_per_seed_and_pairs_gains_by_seed():
+    results = {
+        ("stance", "base"): {0: 0.60, 1: 0.64}, ("irony", "base"): {0: 0.50, 1: 0.52},
+        ("stance", "trained"): {0: 0.62, 1: 0.68}, ("irony", "trained"): {0: 0.50, 1: 0.58},
+        ("stance", "minilm"): {0: 0.70},  # not run on irony: no average
+        ("stance", "bm25"): {1: 0.66}, ("irony", "bm25"): {0: 0.40, 1: 0.50},  # only seed 1 on both
+    }
+    lines = {line.split()[0]: line for line in hicl_tweeteval.table(results, ["stance", "irony"]).splitlines()}
+    assert lines["stance"].split()[1:4] == ["62.0", "±", "2.8"]
+    assert lines["average"].split()[1:9] == ["56.5", "±", "2.1", "(2)", "59.5", "±", "4.9", "(2)"]
+    assert lines["average"].split()[9:14] == ["-", "58.0", "±", "0.0", "(1)"]
+    # trained - base per seed: +1 and +5 points; bm25 seed 1: 58 - 58
+    assert lines["vs"].split()[2:10] == ["+3.0", "±", "2.8", "(2)", "-", "+0.0", "±", "0.0"]
+    assert lines["vs"].split()[10] == "(1)"
