@@ -21,7 +21,9 @@ In one run, from `--data-dir` (the shared real tweets):
 The budget is set by two CPU cores: an epoch of a task with demonstrations takes two to three
 minutes there, so the defaults are 2 epochs of stage one and 1 of stage two at a learning
 rate of 5e-5 (MiniLM is small; the paper's 1e-5 suits its 30 epochs of RoBERTa), each text
-cut to 64 tokens, and 36 runs take about four hours; with a GPU raise `--epochs`.
+cut to 64 tokens, and 36 runs take about four hours; with a GPU (`--device cuda`) raise
+`--epochs`. An encoder's #Database index is built only while some task file of its arm is
+missing, so a copy of `--work-dir`'s `tasks/` is all another machine needs to fine-tune.
 
 Every stage is kept in `--work-dir` (indexes, augmented files, one JSON per finished run) and
 skipped when rerun, so an interrupted run goes on where it stopped; `--report` prints the table
@@ -103,21 +105,27 @@ def bm25_augment(files: list[Path], excluded: list[Path], inputs: dict[str, Path
         (out / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
 
 
-def demonstrations(data: Path, work: Path, task: str, arm: str, plain: dict[str, Path], indexes: dict[str, Path],
+def demonstrations(data: Path, work: Path, task: str, arm: str, plain: dict[str, Path], encoders: dict[str, str],
                    threads: int | None) -> Path:
     """The task's splits (`plain`, from `write_task`) with one demonstration each from `arm`'s
-    retriever (kept once written)."""
+    retriever (kept once written). An encoder arm's #Database index is built when first needed."""
     out = work / "tasks" / task / arm
     if all((out / f"{split}.jsonl").exists() for split in SPLITS):
         return out
-    out.mkdir(parents=True, exist_ok=True)
     excluded = held_back(data, task)
     if arm == "bm25":
+        out.mkdir(parents=True, exist_ok=True)
         bm25_augment(database_files(data), excluded, plain, out)
-    else:
-        keep_out = Filter.of(Condition("source", "not_in", tuple(str(p) for p in excluded)))
-        for split, path in plain.items():
-            augment_file(indexes[arm], path, out / f"{split}.jsonl", top=1, filter=keep_out, threads=threads)
+        return out
+    encoder = encoders[arm]
+    if arm == "trained" and not Path(encoder).is_dir():
+        raise SystemExit(f"no trained encoder at {encoder}: run scripts/compare_encoders.py first, "
+                         "or pass --encoder DIR")
+    database = index(database_files(data), work / f"db-{arm}", encoder)
+    keep_out = Filter.of(Condition("source", "not_in", tuple(str(p) for p in excluded)))
+    out.mkdir(parents=True, exist_ok=True)
+    for split, path in plain.items():
+        augment_file(database, path, out / f"{split}.jsonl", top=1, filter=keep_out, threads=threads)
     return out
 
 
@@ -173,20 +181,14 @@ def table(results: dict[tuple[str, str], dict[int, float]], tasks: list[str]) ->
 
 
 def prepare(data: Path, work: Path, args: argparse.Namespace) -> dict[tuple[str, str], Path]:
-    """The #Database indexes and every (task, arm)'s folder of train/dev/test files."""
-    files = database_files(data)
-    indexes = {}
-    if "minilm" in args.arms:
-        indexes["minilm"] = index(files, work / "db-minilm", "minilm")
-    if "trained" in args.arms:
-        indexes["trained"] = index(files, work / "db-trained", args.encoder)
-    print(f"  #Database: {len(files)} TweetEval files", flush=True)
+    """Every (task, arm)'s folder of train/dev/test files."""
+    encoders = {"minilm": "minilm", "trained": args.encoder}
     folders = {}
     for task in args.tasks:
         plain = write_task(data, task, work / "tasks" / task / "plain")
         for arm in args.arms:
             folders[task, arm] = (plain["train"].parent if arm == "base"
-                                  else demonstrations(data, work, task, arm, plain, indexes, args.threads))
+                                  else demonstrations(data, work, task, arm, plain, encoders, args.threads))
     return folders
 
 
@@ -204,6 +206,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-5, help="stage one learning rate (default: 5e-5)")
     parser.add_argument("--max-length", type=int, default=64, help="tokens of x and of x', each (default: 64)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    parser.add_argument("--device", default="cpu", help="where to fine-tune: cpu, cuda (default: cpu)")
     parser.add_argument("--report", action="store_true",
                         help="print the table of the runs finished so far; build and train nothing")
     args = parser.parse_args()
@@ -211,19 +214,16 @@ def main() -> None:
     native.set_threads(args.threads)
     # absolute paths: the sources stored in the indexes must match the exclusion filters
     data, work = Path(args.data_dir).resolve(), Path(args.work_dir)
-    if not args.report and not Path(args.encoder).is_dir() and "trained" in args.arms:
-        raise SystemExit(f"no trained encoder at {args.encoder}: run scripts/compare_encoders.py first, "
-                         "or pass --encoder DIR")
     work.mkdir(parents=True, exist_ok=True)
     folders = {}
     if not args.report:
         folders = prepare(data, work, args)
-        stage("#Database and demonstrations", started)
+        stage(f"demonstrations from {len(database_files(data))} TweetEval files", started)
 
     config = FinetuneConfig(backbone="minilm", task=args.tasks[0], epochs=args.epochs,
                             trigger_epochs=args.trigger_epochs, learning_rate=args.lr,
                             max_query=args.max_length, max_demonstration=args.max_length,
-                            threads=args.threads, progress=False)
+                            threads=args.threads, device=args.device, progress=False)
     results: dict[tuple[str, str], dict[int, float]] = {}
     for seed in args.seeds:
         for task in args.tasks:
