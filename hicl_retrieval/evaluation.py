@@ -22,7 +22,7 @@ from .index import IndexDir
 from .metrics import RetrievalScores, score_rankings, shares_hashtag
 from .pairs import TagVocabulary
 from .retriever import Retriever, distinct_hits
-from .text import duplicate_key, extract_hashtags, strip_hashtags
+from .text import extract_hashtags, strip_hashtags
 
 
 @dataclass(frozen=True)
@@ -145,8 +145,7 @@ def evaluate_retrieval(
             hits = []
             for query, candidates in zip(texts_of_queries, found):
                 stored = store.fetch([post for _, post in candidates])
-                hits.append(distinct_hits(((score, stored.get(post)) for score, post in candidates),
-                                          duplicate_key(query), k))
+                hits.append(distinct_hits(((score, stored.get(post)) for score, post in candidates), query, k))
         finally:
             store.close()
         rows.append(scored("bm25", hits, started))

@@ -15,7 +15,7 @@ from .encoder import Encoder
 from .errors import HiclError
 from .filters import Filter
 from .index import IndexDir, Manifest
-from .text import duplicate_key, is_near_duplicate, strip_hashtags
+from .text import CopyKey, strip_hashtags
 from .vectors import exact_search, reranked
 
 # A filtered search on an approximate index scans the matching posts' float16 vectors exactly
@@ -64,35 +64,34 @@ def _hit(row: dict[str, Any], score: float) -> Hit:
 class _Kept:
     """The hits accepted so far for one query, and what makes a candidate a copy of them."""
 
-    def __init__(self, query_key: str) -> None:
-        self.keys = [query_key] if query_key else []
+    def __init__(self, query: str | None, dedupe: bool) -> None:
+        self.dedupe = dedupe
+        self.keys = [CopyKey.of(query)] if query and dedupe else []
         self.post_ids: set[str] = set()
         self.hits: list[Hit] = []
 
-    def is_copy(self, row: dict[str, Any]) -> bool:
-        key = row["dup_key"]
-        if any(is_near_duplicate(key, seen) for seen in self.keys):
-            return True
-        linked = {row["post_id"], row["retweet_of"]} - {None}
-        return bool(linked & self.post_ids)
-
-    def keep(self, row: dict[str, Any], score: float) -> None:
-        self.keys.append(row["dup_key"])
-        self.post_ids.update({row["post_id"], row["retweet_of"]} - {None})
+    def offer(self, row: dict[str, Any], score: float) -> None:
+        """Keep `row` unless de-duplicating and it is a copy of the query or of a kept hit."""
+        if self.dedupe:
+            key = CopyKey.of(row["text"], row["dup_key"])
+            linked = {row["post_id"], row["retweet_of"]} - {None}
+            if linked & self.post_ids or any(key.copies(seen) for seen in self.keys):
+                return
+            self.keys.append(key)
+            self.post_ids.update(linked)
         self.hits.append(_hit(row, score))
 
 
-def distinct_hits(candidates: Iterable[tuple[float, dict[str, Any] | None]], query_key: str, k: int, *,
+def distinct_hits(candidates: Iterable[tuple[float, dict[str, Any] | None]], query: str | None, k: int, *,
                   dedupe: bool = True) -> list[Hit]:
-    """The first `k` of (score, store row) candidates, best first, without copies of the query
-    (by its duplicate key) or of a better hit when `dedupe`; rows that are None (deleted) skipped."""
-    kept = _Kept(query_key)
+    """The first `k` of (score, store row) candidates, best first, without copies of the `query`
+    text or of a better hit when `dedupe` (see `CopyKey`); rows that are None (deleted) skipped."""
+    kept = _Kept(query, dedupe)
     for score, row in candidates:
-        if row is None or (dedupe and kept.is_copy(row)):
-            continue
-        kept.keep(row, score)
-        if len(kept.hits) == k:
-            break
+        if row is not None:
+            kept.offer(row, score)
+            if len(kept.hits) == k:
+                break
     return kept.hits
 
 
@@ -192,7 +191,8 @@ class Retriever:
 
         With `dedupe` (the default) a hit is dropped when it is a copy of the query or of a
         better hit: the same text once lower-cased and stripped of links, mentions and
-        ``RT @user:``, a truncated retweet of it, or a retweet the dump links to it. More
+        ``RT @user:``, a truncated retweet of it, the same text of 16+ characters with other
+        hashtags, or a retweet the dump links to it. More
         candidates are fetched until `k` hits remain or the index has no more posts.
         `strip_query_hashtags` removes hashtags from the query text before it is encoded.
         `filter` keeps only posts meeting all its conditions; k hits come back whenever k
@@ -204,8 +204,7 @@ class Retriever:
             raise HiclError(f"k must be at least 1, not {k}")
         texts = [strip_hashtags(q) if strip_query_hashtags else q for q in queries]
         vectors = self.encoder.encode(texts, batch_size=batch_size)
-        keys = [duplicate_key(q) for q in queries] if dedupe else [""] * len(queries)
-        hits = self.search_vectors(vectors, k, query_keys=keys, dedupe=dedupe, filter=filter)
+        hits = self.search_vectors(vectors, k, queries=queries, dedupe=dedupe, filter=filter)
         return [SearchResult(query=q, hits=h) for q, h in zip(queries, hits)]
 
     def search_vectors(
@@ -213,13 +212,13 @@ class Retriever:
         vectors: np.ndarray,
         k: int,
         *,
-        query_keys: Sequence[str] | None = None,
+        queries: Sequence[str] | None = None,
         dedupe: bool = True,
         filter: Filter | None = None,
     ) -> list[list[Hit]]:
-        """Hits for query vectors; `query_keys` are the queries' duplicate keys (see text.py)."""
+        """Hits for query vectors; `queries`, their texts, tell which hits are copies of them."""
         search, total = self._searcher(filter)
-        keys = list(query_keys) if query_keys is not None else [""] * len(vectors)
+        texts = list(queries) if queries is not None else [None] * len(vectors)
         results: list[list[Hit]] = [[] for _ in range(len(vectors))]
         pending = list(range(len(vectors)))
         fetch = min(total, 2 * k + 16 if dedupe else k)
@@ -229,7 +228,7 @@ class Retriever:
             still = []
             for row_of_query, query in enumerate(pending):
                 candidates = ((score, rows.get(int(post))) for score, post in zip(scores[row_of_query], ids[row_of_query]))
-                results[query] = distinct_hits(candidates, keys[query], k, dedupe=dedupe)
+                results[query] = distinct_hits(candidates, texts[query], k, dedupe=dedupe)
                 if len(results[query]) < k and fetch < total:
                     still.append(query)
             pending = still

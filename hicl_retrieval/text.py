@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import re
 import string
+from dataclasses import dataclass
 from functools import lru_cache
 
 _CANDIDATE = re.compile(r"(?<![\w&])#\S+")
@@ -192,3 +193,34 @@ def is_near_duplicate(key_a: str, key_b: str) -> bool:
         return True
     short, long_ = sorted((key_a, key_b), key=len)
     return len(short) >= MIN_PREFIX_CHARS and long_.startswith(short) and long_[len(short)] == " "
+
+
+MIN_BARE_CHARS = 16
+
+
+@dataclass(frozen=True)
+class CopyKey:
+    """What tells two posts apart as copies: their duplicate keys with and without hashtags.
+
+    Re-posts often differ only in their hashtags (a tag added or removed); a classifier fed such
+    a copy as a demonstration sees its own example, sometimes with the very tag its label was
+    made from (TweetEval emotion holds tweets both with and without their emotion hashtag).
+    Without hashtags, only keys of at least `MIN_BARE_CHARS` characters count, so that
+    "good morning #monday" is not a copy of "good morning #friday"; a generic text just above
+    it ("thank you so much") may lose a neighbour that differs only in its tags, a smaller harm
+    than a demonstration that repeats its example.
+    """
+
+    key: str
+    bare: str
+
+    @classmethod
+    def of(cls, text: str, key: str | None = None) -> CopyKey:
+        """`text`'s keys; `key`: its `duplicate_key` when already known (stored with the post)."""
+        key = duplicate_key(text) if key is None else key
+        return cls(key, duplicate_key(strip_hashtags(text)) if "#" in text else key)
+
+    def copies(self, other: CopyKey) -> bool:
+        if is_near_duplicate(self.key, other.key):
+            return True
+        return min(len(self.bare), len(other.bare)) >= MIN_BARE_CHARS and is_near_duplicate(self.bare, other.bare)

@@ -69,7 +69,7 @@ def main() -> None:
                 start = time.perf_counter()
                 vector = retriever.encoder.encode([query])
                 middle = time.perf_counter()
-                retriever.search_vectors(vector, args.k, query_keys=[duplicate_key(query)])
+                retriever.search_vectors(vector, args.k, queries=[query])
                 end = time.perf_counter()
                 total.append(end - start)
                 encode.append(middle - start)

@@ -50,7 +50,7 @@ from hicl_retrieval.bm25 import Bm25
 from hicl_retrieval.config import FinetuneConfig
 from hicl_retrieval.filters import Condition, Filter
 from hicl_retrieval.finetune import SeedResult, finetune, read_jsonl_split, read_tweeteval_split
-from hicl_retrieval.text import duplicate_key, is_near_duplicate
+from hicl_retrieval.text import CopyKey, duplicate_key
 
 STANCE_TARGETS = ("abortion", "atheism", "climate", "feminist", "hillary")
 TASKS = {"stance": [f"stance/{t}" for t in STANCE_TARGETS], "emotion": ["emotion"], "irony": ["irony"]}
@@ -92,15 +92,16 @@ def bm25_augment(files: list[Path], excluded: list[Path], inputs: dict[str, Path
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     posts.setdefault(duplicate_key(line), line.strip())
-    keys, texts = list(posts), list(posts.values())
+    texts = list(posts.values())
+    keys = [CopyKey.of(text, key) for key, text in posts.items()]
     bm25 = Bm25(texts)
     for split, path in inputs.items():
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
         found = bm25.search([row["text"] for row in rows], k=10)
         lines = []
         for row, hits in zip(rows, found):
-            key = duplicate_key(row["text"])
-            best = next((texts[i] for _, i in hits if not is_near_duplicate(key, keys[i])), "")
+            key = CopyKey.of(row["text"])
+            best = next((texts[i] for _, i in hits if not key.copies(keys[i])), "")
             lines.append(json.dumps({**row, "text0": best}, ensure_ascii=False) + "\n")
         (out / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
 
@@ -129,12 +130,17 @@ def demonstrations(data: Path, work: Path, task: str, arm: str, plain: dict[str,
     return out
 
 
+def _setting(config: dict) -> dict:
+    """What makes two runs the same experiment: not the number of CPU threads."""
+    return {key: value for key, value in config.items() if key != "threads"}
+
+
 def run(folder: Path | None, task: str, arm: str, seed: int, config: FinetuneConfig, result: Path) -> SeedResult:
     """One fine-tuning run in `folder`, or its saved result."""
     config = replace(config, task=task, context=arm != "base", seeds=(seed,))
     if result.exists():
         saved = json.loads(result.read_text())
-        if saved["config"] != json.loads(json.dumps(config.__dict__, default=str)):
+        if _setting(saved["config"]) != _setting(json.loads(json.dumps(config.__dict__, default=str))):
             raise SystemExit(f"{result} was run with other settings; move the results away or use another --work-dir")
         return SeedResult(**saved["result"])
     splits = [read_jsonl_split(folder / f"{split}.jsonl") for split in SPLITS]

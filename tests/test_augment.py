@@ -19,7 +19,9 @@ def database(tmp_path_factory, tiny_encoder):
     (root / "other_tasks.txt").write_text("".join(f"{TOPICS[i % 5]} story {i} #topic{i % 5}\n" for i in range(60)))
     test_split = [f"{TOPICS[i % 5]} test example {i}" for i in range(10)]
     (root / "test_text.txt").write_text("\n".join(test_split) + "\n")
-    build_index([root / "other_tasks.txt", root / "test_text.txt"], root / "db",
+    # the same examples again with a hashtag (the way a label can hide in a re-tagged copy)
+    (root / "retagged.txt").write_text("".join(f"#label{i % 3} {text}\n" for i, text in enumerate(test_split)))
+    build_index([root / "other_tasks.txt", root / "test_text.txt", root / "retagged.txt"], root / "db",
                 BuildConfig(encoder=tiny_encoder.config, progress=False), encoder=tiny_encoder)
     examples = root / "test.jsonl"
     examples.write_text("".join(json.dumps({"labels": i % 3, "text": text}) + "\n" for i, text in enumerate(test_split)))
@@ -30,7 +32,7 @@ def test_output_format_and_exclusions(database, capsys):
     root, test_split = database
     out = root / "test_hicl_top3.jsonl"
     assert main(["augment", str(root / "db"), "--input", str(root / "test.jsonl"), "--out", str(out), "--top", "3",
-                 "--exclude-source", "test_text.txt"]) == 0
+                 "--exclude-source", "test_text.txt", "--exclude-source", "retagged.txt"]) == 0
     assert "10 examples with 3 retrieved posts" in capsys.readouterr().out
     lines = out.read_text(encoding="utf-8").splitlines()
     hits = (root / "test_hicl_top3.hits.jsonl").read_text().splitlines()
@@ -48,11 +50,12 @@ def test_output_format_and_exclusions(database, capsys):
 def test_the_query_itself_is_never_a_demonstration(database, tmp_path):
     root, test_split = database
     out = tmp_path / "all.jsonl"
-    assert main(["augment", str(root / "db"), "--input", str(root / "test.jsonl"), "--out", str(out), "--top", "5",
+    assert main(["augment", str(root / "db"), "--input", str(root / "test.jsonl"), "--out", str(out), "--top", "20",
                  "--strip-hashtags"]) == 0
     for line in out.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        assert row["text"] not in {row[f"text{i}"] for i in range(5)}
+        shown = [row[f"text{i}"] for i in range(20)]
+        assert all(shown) and not any(text.endswith(row["text"]) for text in shown)  # nor a re-tagged copy
 
 
 def test_bad_examples_are_reported_with_their_line(tmp_path):

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from hicl_retrieval.text import (
+    CopyKey,
     duplicate_key,
     extract_hashtags,
     is_near_duplicate,
@@ -51,6 +52,19 @@ def test_truncated_retweet_is_a_near_duplicate_of_its_original():
     # a prefix must end on a word boundary
     assert not is_near_duplicate("flooding around southern albert", "flooding around southern alberta canmore")
     assert not is_near_duplicate("", "")
+
+
+def test_a_post_with_other_hashtags_is_a_copy_when_its_text_is_long_enough():
+    # TweetEval emotion holds the same tweet with and without the hashtag its label came from
+    tagged = CopyKey.of("What a fucking muppet.  @user #fuming #stalker.")
+    assert tagged.copies(CopyKey.of("What a fucking muppet.  @user  #stalker. "))
+    assert CopyKey.of("in my dream....They were trying to steal my kidney!!! #nightmare").copies(
+        CopyKey.of("RT @x: in my dream....They were trying to steal my kidney!!!"))
+    assert not CopyKey.of("good morning #monday").copies(CopyKey.of("good morning #friday"))
+    assert not CopyKey.of("#flood #yyc").copies(CopyKey.of("#fire #yyc"))
+    assert not tagged.copies(CopyKey.of("What a muppet, honestly #fuming #stalker"))
+    stored = duplicate_key("Flooding in Calgary again today #yyc")
+    assert CopyKey.of("Flooding in Calgary again today #yyc", stored) == CopyKey.of("Flooding in Calgary again today #yyc")
 
 
 def test_normalize_bertweet_replaces_mentions_links_and_emoji():
