@@ -200,7 +200,7 @@ MIN_BARE_CHARS = 16
 
 @dataclass(frozen=True)
 class CopyKey:
-    """What tells two posts apart as copies: their duplicate keys with and without hashtags.
+    """What makes two posts copies: their duplicate keys with and without hashtags.
 
     Re-posts often differ only in their hashtags (a tag added or removed); a classifier fed such
     a copy as a demonstration sees its own example, sometimes with the very tag its label was
