@@ -26,17 +26,13 @@ import json
 import time
 from pathlib import Path
 
+from experiment_steps import index, stage
+
 from hicl_retrieval import native
-from hicl_retrieval.config import MODEL_PRESET_FILE, BuildConfig, TrainConfig, resolve_encoder
+from hicl_retrieval.config import MODEL_PRESET_FILE, TrainConfig, resolve_encoder
 from hicl_retrieval.evaluation import EvalReport, evaluate_retrieval, read_queries
-from hicl_retrieval.index import MANIFEST, IndexDir
-from hicl_retrieval.indexer import build_index
 from hicl_retrieval.training import HELD_OUT, REPORT_FILE, log_table, train_encoder
 from hicl_retrieval.tweeteval import all_tweets
-
-
-def stage(name: str, started: float) -> None:
-    print(f"[{time.perf_counter() - started:7.0f} s] {name}", flush=True)
 
 
 def write_corpus(path: Path, tweets: list[str]) -> None:
@@ -53,16 +49,6 @@ def trained_encoder(corpus: Path, out: Path, config: TrainConfig) -> Path:
             raise SystemExit(f"{out} was trained with another recipe; remove it or choose another --work-dir")
         return out
     train_encoder([corpus], out, config)
-    return out
-
-
-def index(corpus: list[Path], out: Path, encoder: str) -> Path:
-    """Build, or reuse a finished index of the same encoder."""
-    if not (out / MANIFEST).exists():
-        build_index(corpus, out, BuildConfig(encoder=resolve_encoder(encoder), progress=False))
-    manifest = IndexDir(out).read_manifest()
-    print(f"  {out.name}: {manifest.count} posts, {manifest.faiss_factory}, "
-          f"built in {manifest.stats.get('seconds', 0):.0f} s", flush=True)
     return out
 
 

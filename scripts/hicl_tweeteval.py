@@ -45,7 +45,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from compare_encoders import index, stage
+from experiment_steps import index, stage
 
 from hicl_retrieval import native
 from hicl_retrieval.augment import augment_file
