@@ -179,6 +179,9 @@ def _add_train_encoder(commands) -> None:
     recipe.add_argument("--untagged-negatives", type=int, default=defaults["untagged_negatives"],
                         help="posts without an eligible hashtag added to each batch as extra negatives "
                              "(default: %(default)s)")
+    recipe.add_argument("--base-share", type=float, default=defaults["base_share"],
+                        help="share of the base model averaged into the trained weights at the end, so "
+                             "posts unlike the training corpus keep more of their neighbours (default: %(default)s)")
     recipe.add_argument("--held-out", type=int, default=defaults["held_out"],
                         help="posts with an eligible hashtag never trained on; the evaluation queries, "
                              "written to OUT/held_out.jsonl (default: %(default)s)")
@@ -409,7 +412,7 @@ def _train_encoder(args: argparse.Namespace) -> None:
         grad_cache=args.grad_cache, learning_rate=args.lr, warmup=args.warmup, temperature=args.temperature,
         anchor_drop=args.anchor_drop, positive_drop=args.positive_drop, max_length=args.max_length,
         min_count=args.min_count, max_share=args.max_share, tag_power=args.tag_power,
-        untagged_negatives=args.untagged_negatives,
+        untagged_negatives=args.untagged_negatives, base_share=args.base_share,
         held_out=args.held_out, eval_every=args.eval_every,
         eval_corpus=args.eval_corpus, checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device,
         threads=args.threads, progress=not args.quiet,

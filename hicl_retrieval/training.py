@@ -8,8 +8,11 @@ theirs. Posts without an eligible tag join each batch as extra negatives, so tha
 not drift towards every query. A held-out set of posts is never trained on; every
 `eval_every` steps those posts, tags stripped, search a fixed sample of the corpus and
 hashtag hit@1/hit@10/precision@10/MRR are logged. A checkpoint holds the weights, the optimiser, the schedule and every random
-state, so a resumed run takes exactly the steps of one that never stopped. The result is a
-Hugging Face model directory with our preset file, usable as ``build --encoder DIR``.
+state, so a resumed run takes exactly the steps of one that never stopped. With `base_share`,
+the base model's weights are averaged into the trained ones at the end (and that mixture is
+evaluated too): on posts unlike the training corpus the trained model alone loses
+neighbourhoods the base model had. The result is a Hugging Face model directory with our
+preset file, usable as ``build --encoder DIR``.
 """
 
 from __future__ import annotations
@@ -195,11 +198,13 @@ class TrainReport:
 
 
 def log_table(log: list[dict]) -> str:
-    """The evaluations of a training log as a text table, one row per evaluation."""
-    lines = [f"{'step':>6} {'loss':>7} {'hit@1':>6} {'hit@10':>6} {'P@10':>6} {'MRR':>6}"]
+    """The evaluations of a training log as a text table, one row per evaluation (the row of
+    the weights mixed with the base model's marked with its share)."""
+    lines = [f"{'step':>14} {'loss':>7} {'hit@1':>6} {'hit@10':>6} {'P@10':>6} {'MRR':>6}"]
     for row in log:
         loss = f"{row['loss']:7.3f}" if row["loss"] is not None else f"{'-':>7}"
-        lines.append(f"{row['step']:>6} {loss} {row['hit@1']:6.3f} {row['hit@10']:6.3f} "
+        step = f"{row['step']} +{row['base_share']:g} base" if "base_share" in row else str(row["step"])
+        lines.append(f"{step:>14} {loss} {row['hit@1']:6.3f} {row['hit@10']:6.3f} "
                      f"{row['precision@10']:6.3f} {row['mrr']:6.3f}")
     return "\n".join(lines)
 
@@ -291,9 +296,9 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
         _write_jsonl(out / LOG_FILE, log)
         LOG.info("resuming %s at step %d", out, step)
 
-    def record(loss: float | None) -> None:
+    def record(loss: float | None, **extra) -> None:
         scores = evaluate(encoder, data)
-        log.append({"step": step, "loss": loss, **{k: v for k, v in scores.to_dict().items() if k != "k"},
+        log.append({"step": step, **extra, "loss": loss, **{k: v for k, v in scores.to_dict().items() if k != "k"},
                     "seconds": round(earlier_seconds + time.perf_counter() - started, 1)})
         _write_jsonl(out / LOG_FILE, log)
 
@@ -330,6 +335,9 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
                     "log": log, "seconds": earlier_seconds + time.perf_counter() - started,
                 })
 
+    if config.base_share:
+        _mix_in_base(model, config)
+        record(None, base_share=config.base_share)
     model.eval()
     model.save_pretrained(out)
     encoder.tokenizer.save_pretrained(out)
@@ -346,6 +354,17 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
     (out / MODEL_PRESET_FILE).write_text(_preset_text(config, out.resolve().name), encoding="utf-8")
     (out / CHECKPOINT).unlink(missing_ok=True)
     return TrainReport(out=out, steps=config.steps, resumed_at=resumed_at, log=log, seconds=seconds)
+
+
+def _mix_in_base(model, config: TrainConfig) -> None:
+    """Each weight of `model` becomes (1 - share) x trained + share x the base model's."""
+    import torch
+
+    base = Encoder(config.base).model.state_dict()
+    with torch.no_grad():
+        for name, weight in model.state_dict().items():
+            if weight.is_floating_point():
+                weight.mul_(1 - config.base_share).add_(base[name].to(weight.device), alpha=config.base_share)
 
 
 def _save_checkpoint(out: Path, state: dict) -> None:

@@ -6,7 +6,9 @@ In one run, from `--data-dir` (the shared real tweets):
 1. the corpus: every tweet of every TweetEval task and split, de-duplicated, one a line;
 2. train-encoder from the packaged MiniLM on it (seed 0), holding out 2,000 posts with an
    eligible hashtag; the held-out hashtag hit@10 is logged every `--eval-every` steps against
-   a fixed 10,000-post sample of the corpus: the curve of gain against steps;
+   a fixed 10,000-post sample of the corpus: the curve of gain against steps; at the end
+   `--base-share` of the base weights is mixed back in (the library's default, 0.5), and the
+   mixture, evaluated too, is the model written;
 3. an index of the whole corpus with each encoder, and eval-retrieval of the held-out posts
    (hashtags stripped, the query and its copies excluded) against BM25 and both encoders;
 4. the same on CrisisLexT26 (26 crisis events, none of it seen in training): indexes with both
@@ -69,6 +71,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default: 1e-4)")
     parser.add_argument("--untagged-negatives", type=int, default=32,
                         help="posts without an eligible hashtag added to each batch as negatives (default: 32)")
+    parser.add_argument("--base-share", type=float, default=TrainConfig.base_share,
+                        help="share of the base weights mixed into the trained ones (default: %(default)s)")
     parser.add_argument("--eval-every", type=int, default=100, help="steps between held-out evaluations")
     parser.add_argument("--queries", type=int, default=2000, help="held-out posts / sampled queries (default: 2000)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
@@ -83,7 +87,8 @@ def main() -> None:
     stage(f"corpus: {corpus}", started)
     config = TrainConfig(
         base=resolve_encoder("minilm"), steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-        untagged_negatives=args.untagged_negatives, held_out=args.queries, eval_every=args.eval_every,
+        untagged_negatives=args.untagged_negatives, base_share=args.base_share, held_out=args.queries,
+        eval_every=args.eval_every,
         checkpoint_every=args.eval_every,
         threads=args.threads, progress=False,
     )

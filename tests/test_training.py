@@ -77,13 +77,13 @@ def test_gradient_caching_gives_the_batch_gradient(tiny_encoder, config):
 def test_trained_directory_builds_and_queries(corpus, config, tmp_path, capsys):
     out = tmp_path / "model"
     report = train_encoder([corpus], out, config)
-    assert [row["step"] for row in report.log] == [0, 2, 4]
-    assert report.log[0]["loss"] is None and report.log[-1]["loss"] > 0
+    assert [row["step"] for row in report.log] == [0, 2, 4, 4]  # the last: mixed with the base weights
+    assert report.log[0]["loss"] is None and report.log[-2]["loss"] > 0 and report.log[-1]["base_share"] == 0.5
     assert {"hit@1", "hit@10", "precision@10", "mrr"} <= set(report.log[-1])
     assert not (out / training.CHECKPOINT).exists()
     held = [json.loads(line) for line in (out / training.HELD_OUT).read_text().splitlines()]
     assert len(held) == 20 and all(row["hashtags"] for row in held)
-    assert len((out / training.LOG_FILE).read_text().splitlines()) == 3
+    assert len((out / training.LOG_FILE).read_text().splitlines()) == 4
 
     trained = resolve_encoder(str(out))
     assert trained.model == str(out.resolve()) and trained.package is None
@@ -130,9 +130,27 @@ def test_an_interrupted_training_resumes_to_the_same_weights(corpus, config, tmp
     assert [{**row, "seconds": 0} for row in report.log] == [{**row, "seconds": 0} for row in straight_log]
 
 
+def test_base_share_averages_the_base_weights_in(corpus, config, tmp_path):
+    unmixed = train_encoder([corpus], tmp_path / "trained", dataclasses.replace(config, base_share=0.0))
+    assert [row["step"] for row in unmixed.log] == [0, 2, 4]
+    report = train_encoder([corpus], tmp_path / "mixed", dataclasses.replace(config, base_share=0.25))
+    assert [row["step"] for row in report.log] == [0, 2, 4, 4] and report.log[-1]["base_share"] == 0.25
+    assert "4 +0.25 base" in training.log_table(report.log)
+    trained = load_file(tmp_path / "trained" / "model.safetensors")
+    mixed = load_file(tmp_path / "mixed" / "model.safetensors")
+    base = Encoder(config.base).model.state_dict()
+    assert not torch.equal(trained["encoder.layer.0.attention.self.query.weight"],
+                           base["encoder.layer.0.attention.self.query.weight"])
+    for name, weight in mixed.items():
+        expected = 0.75 * trained[name] + 0.25 * base[name] if weight.is_floating_point() else trained[name]
+        torch.testing.assert_close(weight, expected)
+
+
 def test_settings_are_checked(tiny_encoder):
     with pytest.raises(HiclError, match="anchor-drop"):
         TrainConfig(base=tiny_encoder.config, anchor_drop=1.5)
+    with pytest.raises(HiclError, match="base-share"):
+        TrainConfig(base=tiny_encoder.config, base_share=-0.1)
     with pytest.raises(HiclError, match="int8"):
         TrainConfig(base=dataclasses.replace(tiny_encoder.config, quantize="int8"))
     with pytest.raises(HiclError, match="at least 2 pairs"):
