@@ -88,8 +88,7 @@ def main() -> None:
     config = TrainConfig(
         base=resolve_encoder("minilm"), steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
         untagged_negatives=args.untagged_negatives, base_share=args.base_share, held_out=args.queries,
-        eval_every=args.eval_every,
-        checkpoint_every=args.eval_every,
+        eval_every=args.eval_every, checkpoint_every=args.eval_every,
         threads=args.threads, progress=False,
     )
     model = trained_encoder(corpus, work / "minilm-hashtag", config)
