@@ -357,13 +357,16 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
 
 
 def _mix_in_base(model, config: TrainConfig) -> None:
-    """Each weight of `model` becomes (1 - share) x trained + share x the base model's."""
+    """Each weight of `model` becomes (1 - share) x trained + share x the base model's (a
+    tensor tied under several names, such as shared embeddings, is mixed once)."""
     import torch
 
     base = Encoder(config.base).model.state_dict()
+    mixed = set()
     with torch.no_grad():
         for name, weight in model.state_dict().items():
-            if weight.is_floating_point():
+            if weight.is_floating_point() and weight.data_ptr() not in mixed:
+                mixed.add(weight.data_ptr())
                 weight.mul_(1 - config.base_share).add_(base[name].to(weight.device), alpha=config.base_share)
 
 
