@@ -155,3 +155,23 @@ def test_settings_are_checked(tiny_encoder):
         TrainConfig(base=dataclasses.replace(tiny_encoder.config, quantize="int8"))
     with pytest.raises(HiclError, match="at least 2 pairs"):
         TrainConfig(base=tiny_encoder.config, batch_size=1)
+
+
+class _Tied(torch.nn.Module):
+    """One linear layer under two names, as shared input/output embeddings are."""
+
+    def __init__(self, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.inp = torch.nn.Linear(3, 3)
+        self.out = self.inp
+
+
+def test_a_tied_weight_is_mixed_once(config, monkeypatch):
+    trained, base = _Tied(0), _Tied(1)
+    assert set(trained.state_dict()) == {"inp.weight", "inp.bias", "out.weight", "out.bias"}
+    before = {name: weight.clone() for name, weight in trained.state_dict().items()}
+    monkeypatch.setattr(training, "Encoder", lambda encoder_config: type("Base", (), {"model": base})())
+    training._mix_in_base(trained, dataclasses.replace(config, base_share=0.25))
+    for name, weight in trained.state_dict().items():
+        torch.testing.assert_close(weight, 0.75 * before[name] + 0.25 * base.state_dict()[name])
