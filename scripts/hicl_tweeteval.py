@@ -16,7 +16,9 @@ In one run, from `--data-dir` (the shared real tweets):
    "050") with the demonstrations of one retriever. Every arm has the same seeds, epochs,
    lengths and learning rates.
 4. A table of the official test metric per task (mean and sample standard deviation over the
-   seeds), their average, and the HICL paper's published RoBERTa-base numbers for reference.
+   seeds), their average, and the HICL paper's published RoBERTa-base numbers for reference;
+   then, for each retriever, how many test demonstrations are train examples of the task and
+   how often those share the example's label (the label signal a demonstration can carry).
 
 The budget is set by two CPU cores: an epoch of a task with demonstrations takes two to three
 minutes there, so the defaults are 2 epochs of stage one and 1 of stage two at a learning
@@ -42,6 +44,7 @@ import argparse
 import json
 import statistics
 import time
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -189,6 +192,44 @@ def table(results: dict[tuple[str, str], dict[int, float]], tasks: list[str]) ->
     return "\n".join(lines)
 
 
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def label_agreement(train: Path, augmented: Path) -> tuple[float, float, float]:
+    """Of `augmented`'s examples, the share whose demonstration is one of the task's `train`
+    examples (or a copy of one), how often that one has the example's label, and how often a
+    train example drawn at random would: how much label signal a retriever hands the classifier."""
+    labels: dict[str, str] = {}
+    for row in _rows(train):
+        labels.setdefault(duplicate_key(row["text"]), row["labels"])
+    rows = _rows(augmented)
+    shown = [(row["labels"], labels.get(duplicate_key(row["text0"]))) for row in rows]
+    found = [(label, theirs) for label, theirs in shown if theirs is not None]
+    prior = Counter(labels.values())
+    chance = sum(prior[row["labels"]] for row in rows) / (len(rows) * len(labels))
+    same = sum(label == theirs for label, theirs in found) / len(found) if found else float("nan")
+    return len(found) / len(rows), same, chance
+
+
+def agreement_table(work: Path, tasks: list[str], split: str = "test") -> str:
+    """`label_agreement` of each task's `split` for each retriever whose files exist."""
+    arms = [arm for arm in ARMS if arm != "base"]
+    lines = [f"{'task':9}{'chance':>7}" + "".join(f"{ARM_TITLES[a]:>22}" for a in arms)]
+    for task in tasks:
+        folder = work / "tasks" / task
+        cells, chance = [], "-"
+        for arm in arms:
+            if (folder / arm / f"{split}.jsonl").exists():
+                found, same, rate = label_agreement(folder / "plain" / "train.jsonl", folder / arm / f"{split}.jsonl")
+                cells.append(f"{found:.2f} in train, {same:.2f}")
+                chance = f"{rate:.2f}"
+            else:
+                cells.append("-")
+        lines.append(f"{task:9}{chance:>7}" + "".join(f"{c:>22}" for c in cells))
+    return "\n".join(lines)
+
+
 def prepare(data: Path, work: Path, args: argparse.Namespace) -> dict[tuple[str, str], Path]:
     """Every (task, arm)'s folder of train/dev/test files."""
     encoders = {"minilm": "minilm", "trained": args.encoder}
@@ -249,6 +290,9 @@ def main() -> None:
     print("\n## Test score x100, mean ± standard deviation (seeds); stance: mean F1 of against and favor, "
           "emotion: macro-F1, irony: F1 of the ironic class")
     print(table(results, args.tasks))
+    print("\n## Test examples whose demonstration is a train example of the task, and the share of those "
+          "with the example's label (chance: a random train example's)")
+    print(agreement_table(work, args.tasks))
 
 
 if __name__ == "__main__":

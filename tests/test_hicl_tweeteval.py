@@ -56,3 +56,26 @@ def test_table_averages_tasks_per_seed_and_pairs_gains_by_seed():
     # trained - base per seed: +1 and +5 points; bm25 seed 1: 58 - 58
     assert lines["vs"].split()[2:10] == ["+3.0", "±", "2.8", "(2)", "-", "+0.0", "±", "0.0"]
     assert lines["vs"].split()[10] == "(1)"
+
+
+def test_label_agreement_counts_demonstrations_from_the_train_split(tmp_path):
+    def write(path, rows):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+    folder = tmp_path / "tasks" / "irony"
+    write(folder / "plain" / "train.jsonl", [{"labels": "1", "text": "flood river rain"},
+                                             {"labels": "0", "text": "fire smoke forest"},
+                                             {"labels": "0", "text": "vote election poll"}])
+    write(folder / "trained" / "test.jsonl", [
+        {"labels": "1", "text": "a", "text0": "RT @user: Flood river rain!"},  # a copy of a train example, same label
+        {"labels": "1", "text": "b", "text0": "fire smoke forest"},  # a train example, another label
+        {"labels": "0", "text": "c", "text0": "vote election poll"},  # same label
+        {"labels": "0", "text": "d", "text0": "a post of another task"},  # not in train
+    ])
+    found, same, chance = hicl_tweeteval.label_agreement(folder / "plain" / "train.jsonl", folder / "trained" / "test.jsonl")
+    assert (found, same) == (0.75, 2 / 3)
+    assert chance == (1 / 3 + 1 / 3 + 2 / 3 + 2 / 3) / 4
+    lines = hicl_tweeteval.agreement_table(tmp_path, ["irony", "stance"]).splitlines()
+    assert lines[1].split() == ["irony", "0.50", "0.75", "in", "train,", "0.67", "-", "-"]
+    assert lines[2].split() == ["stance", "-", "-", "-", "-"]
