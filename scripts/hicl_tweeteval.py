@@ -90,6 +90,10 @@ def write_task(data: Path, task: str, out: Path) -> dict[str, Path]:
     return paths
 
 
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def bm25_augment(files: list[Path], excluded: list[Path], inputs: dict[str, Path], out: Path) -> None:
     """Each example's top BM25 post among `files` minus `excluded`, copies of the example skipped."""
     posts: dict[str, str] = {}  # duplicate key -> text: each post once
@@ -102,7 +106,7 @@ def bm25_augment(files: list[Path], excluded: list[Path], inputs: dict[str, Path
     keys = [CopyKey.of(text, key) for key, text in posts.items()]
     bm25 = Bm25(texts)
     for split, path in inputs.items():
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        rows = _rows(path)
         found = bm25.search([row["text"] for row in rows], k=10)
         lines = []
         for row, hits in zip(rows, found):
@@ -192,17 +196,14 @@ def table(results: dict[tuple[str, str], dict[int, float]], tasks: list[str]) ->
     return "\n".join(lines)
 
 
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def label_agreement(train: Path, augmented: Path) -> tuple[float, float, float]:
     """Of `augmented`'s examples, the share whose demonstration is one of the task's `train`
     examples (or a copy of one), how often that one has the example's label, and how often a
     train example drawn at random would: how much label signal a retriever hands the classifier."""
     labels: dict[str, str] = {}
     for row in _rows(train):
-        labels.setdefault(duplicate_key(row["text"]), row["labels"])
+        if key := duplicate_key(row["text"]):  # a text of mentions and links alone has no key
+            labels.setdefault(key, row["labels"])
     rows = _rows(augmented)
     shown = [(row["labels"], labels.get(duplicate_key(row["text0"]))) for row in rows]
     found = [(label, theirs) for label, theirs in shown if theirs is not None]

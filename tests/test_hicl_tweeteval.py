@@ -66,16 +66,18 @@ def test_label_agreement_counts_demonstrations_from_the_train_split(tmp_path):
     folder = tmp_path / "tasks" / "irony"
     write(folder / "plain" / "train.jsonl", [{"labels": "1", "text": "flood river rain"},
                                              {"labels": "0", "text": "fire smoke forest"},
-                                             {"labels": "0", "text": "vote election poll"}])
+                                             {"labels": "0", "text": "vote election poll"},
+                                             {"labels": "0", "text": "@user @user"}])  # no key: never matched
     write(folder / "trained" / "test.jsonl", [
         {"labels": "1", "text": "a", "text0": "RT @user: Flood river rain!"},  # a copy of a train example, same label
         {"labels": "1", "text": "b", "text0": "fire smoke forest"},  # a train example, another label
         {"labels": "0", "text": "c", "text0": "vote election poll"},  # same label
         {"labels": "0", "text": "d", "text0": "a post of another task"},  # not in train
+        {"labels": "1", "text": "e", "text0": ""},  # nothing retrieved
     ])
     found, same, chance = hicl_tweeteval.label_agreement(folder / "plain" / "train.jsonl", folder / "trained" / "test.jsonl")
-    assert (found, same) == (0.75, 2 / 3)
-    assert chance == (1 / 3 + 1 / 3 + 2 / 3 + 2 / 3) / 4
+    assert (found, same) == (0.6, 2 / 3)
+    assert chance == (1 / 3 + 1 / 3 + 2 / 3 + 2 / 3 + 1 / 3) / 5
     lines = hicl_tweeteval.agreement_table(tmp_path, ["irony", "stance"]).splitlines()
-    assert lines[1].split() == ["irony", "0.50", "0.75", "in", "train,", "0.67", "-", "-"]
+    assert lines[1].split() == ["irony", "0.47", "0.60", "in", "train,", "0.67", "-", "-"]
     assert lines[2].split() == ["stance", "-", "-", "-", "-"]
