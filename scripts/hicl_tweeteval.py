@@ -56,7 +56,7 @@ from hicl_retrieval.bm25 import Bm25
 from hicl_retrieval.config import FinetuneConfig
 from hicl_retrieval.filters import Condition, Filter
 from hicl_retrieval.finetune import SeedResult, finetune, read_jsonl_split, read_tweeteval_split
-from hicl_retrieval.text import CopyKey, duplicate_key
+from hicl_retrieval.text import CopyKey, duplicate_key, strip_hashtags
 
 STANCE_TARGETS = ("abortion", "atheism", "climate", "feminist", "hillary")
 TASKS = {"stance": [f"stance/{t}" for t in STANCE_TARGETS], "emotion": ["emotion"], "irony": ["irony"]}
@@ -94,7 +94,8 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def bm25_augment(files: list[Path], excluded: list[Path], inputs: dict[str, Path], out: Path) -> None:
+def bm25_augment(files: list[Path], excluded: list[Path], inputs: dict[str, Path], out: Path,
+                 strip_query_hashtags: bool = False) -> None:
     """Each example's top BM25 post among `files` minus `excluded`, copies of the example skipped."""
     posts: dict[str, str] = {}  # duplicate key -> text: each post once
     for path in files:
@@ -107,7 +108,8 @@ def bm25_augment(files: list[Path], excluded: list[Path], inputs: dict[str, Path
     bm25 = Bm25(texts)
     for split, path in inputs.items():
         rows = _rows(path)
-        found = bm25.search([row["text"] for row in rows], k=10)
+        queries = [strip_hashtags(row["text"]) if strip_query_hashtags else row["text"] for row in rows]
+        found = bm25.search(queries, k=10)
         lines = []
         for row, hits in zip(rows, found):
             key = CopyKey.of(row["text"])
@@ -117,7 +119,7 @@ def bm25_augment(files: list[Path], excluded: list[Path], inputs: dict[str, Path
 
 
 def demonstrations(data: Path, work: Path, task: str, arm: str, plain: dict[str, Path], encoders: dict[str, str],
-                   threads: int | None) -> Path:
+                   threads: int | None, strip_query_hashtags: bool = False) -> Path:
     """The task's splits (`plain`, from `write_task`) with one demonstration each from `arm`'s
     retriever (kept once written). An encoder arm's #Database index is built when first needed."""
     out = work / "tasks" / task / arm
@@ -126,7 +128,7 @@ def demonstrations(data: Path, work: Path, task: str, arm: str, plain: dict[str,
     excluded = held_back(data, task)
     if arm == "bm25":
         out.mkdir(parents=True, exist_ok=True)
-        bm25_augment(database_files(data), excluded, plain, out)
+        bm25_augment(database_files(data), excluded, plain, out, strip_query_hashtags)
         return out
     encoder = encoders[arm]
     if arm == "trained" and not Path(encoder).is_dir():
@@ -136,7 +138,8 @@ def demonstrations(data: Path, work: Path, task: str, arm: str, plain: dict[str,
     keep_out = Filter.of(Condition("source", "not_in", tuple(str(p) for p in excluded)))
     out.mkdir(parents=True, exist_ok=True)
     for split, path in plain.items():
-        augment_file(database, path, out / f"{split}.jsonl", top=1, filter=keep_out, threads=threads)
+        augment_file(database, path, out / f"{split}.jsonl", top=1, strip_query_hashtags=strip_query_hashtags,
+                     filter=keep_out, threads=threads)
     return out
 
 
@@ -231,6 +234,16 @@ def agreement_table(work: Path, tasks: list[str], split: str = "test") -> str:
     return "\n".join(lines)
 
 
+def check_work_dir(work: Path, settings: dict) -> None:
+    """Record the settings that shape `work`'s demonstrations; refuse others, which would reuse
+    (or mix with) demonstrations and results made under the recorded ones."""
+    path = work / "demonstrations.json"
+    if not path.exists():
+        path.write_text(json.dumps(settings) + "\n", encoding="utf-8")
+    elif (saved := json.loads(path.read_text(encoding="utf-8"))) != settings:
+        raise SystemExit(f"{work} holds demonstrations made with {saved}, not {settings}; use another --work-dir")
+
+
 def prepare(data: Path, work: Path, args: argparse.Namespace) -> dict[tuple[str, str], Path]:
     """Every (task, arm)'s folder of train/dev/test files."""
     encoders = {"minilm": "minilm", "trained": args.encoder}
@@ -239,7 +252,8 @@ def prepare(data: Path, work: Path, args: argparse.Namespace) -> dict[tuple[str,
         plain = write_task(data, task, work / "tasks" / task / "plain")
         for arm in args.arms:
             folders[task, arm] = (plain["train"].parent if arm == "base"
-                                  else demonstrations(data, work, task, arm, plain, encoders, args.threads))
+                                  else demonstrations(data, work, task, arm, plain, encoders, args.threads,
+                                                      args.strip_hashtags))
     return folders
 
 
@@ -258,6 +272,9 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64, help="tokens of x and of x', each (default: 64)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     parser.add_argument("--device", default="cpu", help="where to fine-tune: cpu, cuda (default: cpu)")
+    parser.add_argument("--strip-hashtags", action="store_true",
+                        help="search with each example's hashtags removed (kept in the classifier's input); "
+                             "a work directory holds one choice")
     parser.add_argument("--report", action="store_true",
                         help="print the table of the runs finished so far; build and train nothing")
     args = parser.parse_args()
@@ -266,6 +283,7 @@ def main() -> None:
     # absolute paths: the sources stored in the indexes must match the exclusion filters
     data, work = Path(args.data_dir).resolve(), Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    check_work_dir(work, {"strip_hashtags": args.strip_hashtags})
     folders = {}
     if not args.report:
         folders = prepare(data, work, args)

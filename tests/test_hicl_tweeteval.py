@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import hicl_tweeteval  # noqa: E402
@@ -81,3 +83,23 @@ def test_label_agreement_counts_demonstrations_from_the_train_split(tmp_path):
     lines = hicl_tweeteval.agreement_table(tmp_path, ["irony", "stance"]).splitlines()
     assert lines[1].split() == ["irony", "0.47", "0.60", "in", "train,", "0.67", "-", "-"]
     assert lines[2].split() == ["stance", "-", "-", "-", "-"]
+
+
+def test_stripped_queries_search_without_their_hashtags(tmp_path):
+    datasets = tmp_path / "tweeteval" / "datasets"
+    write_split(datasets / "irony", "train", ["#music #concert by the river"])
+    for split in ("val", "test"):
+        write_split(datasets / "irony", split, [f"irony {split}"])
+    write_split(datasets / "emoji", "train", ["music concert tonight", "river walk today"])
+    shown = {}
+    for strip in (False, True):
+        work = tmp_path / f"work-{strip}"
+        work.mkdir()
+        hicl_tweeteval.check_work_dir(work, {"strip_hashtags": strip})
+        plain = hicl_tweeteval.write_task(tmp_path, "irony", work / "tasks" / "irony" / "plain")
+        out = hicl_tweeteval.demonstrations(tmp_path, work, "irony", "bm25", plain, {}, None, strip)
+        shown[strip] = json.loads((out / "train.jsonl").read_text())["text0"]
+    assert shown == {False: "music concert tonight", True: "river walk today"}
+    hicl_tweeteval.check_work_dir(tmp_path / "work-True", {"strip_hashtags": True})  # the same choice: fine
+    with pytest.raises(SystemExit, match="another --work-dir"):
+        hicl_tweeteval.check_work_dir(tmp_path / "work-True", {"strip_hashtags": False})
