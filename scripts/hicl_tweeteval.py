@@ -238,9 +238,10 @@ def check_work_dir(work: Path, settings: dict) -> None:
     """Record the settings that shape `work`'s demonstrations; refuse others, which would reuse
     (or mix with) demonstrations and results made under the recorded ones."""
     path = work / "demonstrations.json"
-    if not path.exists():
-        path.write_text(json.dumps(settings) + "\n", encoding="utf-8")
-    elif (saved := json.loads(path.read_text(encoding="utf-8"))) != settings:
+    if not path.exists():  # task files made before the choice existed were searched with hashtags
+        first = {"strip_hashtags": False} if (work / "tasks").exists() else settings
+        path.write_text(json.dumps(first) + "\n", encoding="utf-8")
+    if (saved := json.loads(path.read_text(encoding="utf-8"))) != settings:
         raise SystemExit(f"{work} holds demonstrations made with {saved}, not {settings}; use another --work-dir")
 
 

@@ -103,3 +103,6 @@ def test_stripped_queries_search_without_their_hashtags(tmp_path):
     hicl_tweeteval.check_work_dir(tmp_path / "work-True", {"strip_hashtags": True})  # the same choice: fine
     with pytest.raises(SystemExit, match="another --work-dir"):
         hicl_tweeteval.check_work_dir(tmp_path / "work-True", {"strip_hashtags": False})
+    (tmp_path / "work-False" / "demonstrations.json").unlink()  # a directory from before the choice
+    with pytest.raises(SystemExit, match="another --work-dir"):
+        hicl_tweeteval.check_work_dir(tmp_path / "work-False", {"strip_hashtags": True})
