@@ -10,7 +10,8 @@ In one run, from `--data-dir` (the shared real tweets):
    returned (`augment`'s de-duplication).
 2. `augment --top 1` of the task's train, dev and test examples with each retriever: the encoder
    trained by `scripts/compare_encoders.py` (`--encoder`), the untrained packaged MiniLM, and
-   BM25 over the same posts (same exclusions, copies of the example skipped).
+   BM25 over the same posts (same exclusions, copies of the example skipped); with
+   `--strip-hashtags` they search with the example's hashtags removed.
 3. `finetune` of the MiniLM backbone, one run per (task, arm, seed): `base` is the plain
    fine-tuning baseline (`context=False`), the other arms the two-stage HICL recipe (template
    "050") with the demonstrations of one retriever. Every arm has the same seeds, epochs,
