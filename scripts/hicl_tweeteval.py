@@ -11,7 +11,9 @@ In one run, from `--data-dir` (the shared real tweets):
 2. `augment --top 1` of the task's train, dev and test examples with each retriever: the encoder
    trained by `scripts/compare_encoders.py` (`--encoder`), the untrained packaged MiniLM, and
    BM25 over the same posts (same exclusions, copies of the example skipped); with
-   `--strip-hashtags` they search with the example's hashtags removed.
+   `--strip-hashtags` they search with the example's hashtags removed. Two controls bracket them
+   (`--arms random oracle`): a train example of the task drawn at random, and one of the example's
+   own gold label (a ceiling on a demonstration's label signal: no retriever knows a test label).
 3. `finetune` of the MiniLM backbone, one run per (task, arm, seed): `base` is the plain
    fine-tuning baseline (`context=False`), the other arms the two-stage HICL recipe (template
    "050") with the demonstrations of one retriever. Every arm has the same seeds, epochs,
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import time
 from collections import Counter
@@ -62,8 +65,12 @@ from hicl_retrieval.text import CopyKey, duplicate_key, strip_hashtags
 STANCE_TARGETS = ("abortion", "atheism", "climate", "feminist", "hillary")
 TASKS = {"stance": [f"stance/{t}" for t in STANCE_TARGETS], "emotion": ["emotion"], "irony": ["irony"]}
 SPLITS = {"train": "train", "dev": "val", "test": "test"}
-ARMS = ("base", "trained", "minilm", "bm25")
-ARM_TITLES = {"base": "MiniLM alone", "trained": "+HICL trained", "minilm": "+HICL MiniLM", "bm25": "+HICL BM25"}
+ARMS = ("base", "trained", "minilm", "bm25", "random", "oracle")
+ARM_TITLES = {"base": "MiniLM alone", "trained": "+HICL trained", "minilm": "+HICL MiniLM", "bm25": "+HICL BM25",
+              "random": "+HICL random", "oracle": "+HICL oracle"}
+RETRIEVERS = ("trained", "minilm", "bm25")
+DRAWN = ("random", "oracle")  # controls, not retrievers: `drawn_demonstrations`
+DEFAULT_ARMS = ("base", *RETRIEVERS)
 # HICL paper (Tan et al., arXiv 2308.09985), Table II, RoBERTa-base without and with HICL.
 PAPER = {"stance": (69.0, 69.4), "emotion": (78.2, 78.4), "irony": (64.3, 72.8)}
 
@@ -119,12 +126,37 @@ def bm25_augment(files: list[Path], excluded: list[Path], inputs: dict[str, Path
         (out / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
 
 
+def drawn_demonstrations(inputs: dict[str, Path], out: Path, same_label: bool, seed: int = 0) -> None:
+    """Controls that bracket the retrievers: each example's demonstration is one of the task's
+    train examples drawn at random (never a copy of the example), of any label (`random`: chance
+    label signal) or of the example's own gold label (`oracle`: every demonstration agrees, a
+    ceiling on what a demonstration's label signal can give; no retriever can know a test label)."""
+    rng = random.Random(seed)
+    train = _rows(inputs["train"])
+    by_label: dict[str, list[dict]] = {}
+    for row in train:
+        by_label.setdefault(row["labels"], []).append(row)
+    for split, path in inputs.items():
+        lines = []
+        for row in _rows(path):
+            pool = by_label[row["labels"]] if same_label else train
+            key = CopyKey.of(row["text"])
+            shown = next((pick["text"] for pick in rng.sample(pool, min(len(pool), 20))
+                          if not key.copies(CopyKey.of(pick["text"]))), "")
+            lines.append(json.dumps({**row, "text0": shown}, ensure_ascii=False) + "\n")
+        (out / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
+
+
 def demonstrations(data: Path, work: Path, task: str, arm: str, plain: dict[str, Path], encoders: dict[str, str],
                    threads: int | None, strip_query_hashtags: bool = False) -> Path:
     """The task's splits (`plain`, from `write_task`) with one demonstration each from `arm`'s
     retriever (kept once written). An encoder arm's #Database index is built when first needed."""
     out = work / "tasks" / task / arm
     if all((out / f"{split}.jsonl").exists() for split in SPLITS):
+        return out
+    if arm in DRAWN:
+        out.mkdir(parents=True, exist_ok=True)
+        drawn_demonstrations(plain, out, same_label=arm == "oracle")
         return out
     excluded = held_back(data, task)
     if arm == "bm25":
@@ -181,14 +213,15 @@ def average_by_seed(results: dict[tuple[str, str], dict[int, float]], arm: str, 
 
 def table(results: dict[tuple[str, str], dict[int, float]], tasks: list[str]) -> str:
     """Mean ± standard deviation (over seeds) of the test metric, x100, and the paper's numbers."""
-    header = f"{'task':9}" + "".join(f"{ARM_TITLES[a]:>19}" for a in ARMS) + "   paper RoBERTa / +HICL"
+    arms = [arm for arm in ARMS if arm in DEFAULT_ARMS or any(a == arm for _, a in results)]
+    header = f"{'task':9}" + "".join(f"{ARM_TITLES[a]:>19}" for a in arms) + "   paper RoBERTa / +HICL"
     lines = [header]
     for task in tasks:
-        lines.append(f"{task:9}" + "".join(f"{cell(list(results.get((task, a), {}).values())):>19}" for a in ARMS)
+        lines.append(f"{task:9}" + "".join(f"{cell(list(results.get((task, a), {}).values())):>19}" for a in arms)
                      + f"   {PAPER[task][0]:.1f} / {PAPER[task][1]:.1f}")
     averages, gains = [], []
     base = average_by_seed(results, "base", tasks)
-    for arm in ARMS:
+    for arm in arms:
         average = average_by_seed(results, arm, tasks)
         averages.append(cell(list(average.values())))
         # paired by seed: the seeds' spread of the average does not hide a steady gain
@@ -219,7 +252,7 @@ def label_agreement(train: Path, augmented: Path) -> tuple[float, float, float]:
 
 def agreement_table(work: Path, tasks: list[str], split: str = "test") -> str:
     """`label_agreement` of each task's `split` for each retriever whose files exist."""
-    arms = [arm for arm in ARMS if arm != "base"]
+    arms = [arm for arm in ARMS if arm in RETRIEVERS or any((work / "tasks" / t / arm).is_dir() for t in tasks)]
     lines = [f"{'task':9}{'chance':>7}" + "".join(f"{ARM_TITLES[a]:>22}" for a in arms)]
     for task in tasks:
         folder = work / "tasks" / task
@@ -266,7 +299,9 @@ def main() -> None:
     parser.add_argument("--encoder", default="/tmp/hicl-tweeteval/minilm-hashtag",
                         help="the trained topic encoder (default: scripts/compare_encoders.py's)")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=list(ARMS),
+                        help="base, the retrievers' +HICL arms (default: these four), and two controls: "
+                             "random (a random train example) and oracle (a train example of the gold label)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=2, help="stage one epochs (default: 2)")
     parser.add_argument("--trigger-epochs", type=int, default=1, help="stage two epochs (default: 1)")

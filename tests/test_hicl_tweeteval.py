@@ -106,3 +106,25 @@ def test_stripped_queries_search_without_their_hashtags(tmp_path):
     (tmp_path / "work-False" / "demonstrations.json").unlink()  # a directory from before the choice
     with pytest.raises(SystemExit, match="another --work-dir"):
         hicl_tweeteval.check_work_dir(tmp_path / "work-False", {"strip_hashtags": True})
+
+
+def test_drawn_controls_show_train_examples_oracle_of_the_gold_label(tmp_path):
+    datasets = tmp_path / "tweeteval" / "datasets"
+    train = [f"{w} train {i}" for i, w in enumerate(WORDS * 5)]  # labels alternate 0, 1
+    write_split(datasets / "irony", "train", train)
+    for split in ("val", "test"):
+        write_split(datasets / "irony", split, [f"{w} {split} {i}" for i, w in enumerate(WORDS * 5)])
+    plain = hicl_tweeteval.write_task(tmp_path, "irony", tmp_path / "work" / "tasks" / "irony" / "plain")
+    label_of = {text: str(i % 2) for i, text in enumerate(train)}
+    agree = {}
+    for arm in hicl_tweeteval.DRAWN:
+        out = hicl_tweeteval.demonstrations(tmp_path, tmp_path / "work", "irony", arm, plain, {}, None)
+        rows = [json.loads(line) for split in ("train", "dev", "test")
+                for line in (out / f"{split}.jsonl").read_text().splitlines()]
+        assert all(row["text0"] in label_of and row["text0"] != row["text"] for row in rows)
+        agree[arm] = sum(label_of[row["text0"]] == row["labels"] for row in rows) / len(rows)
+    assert agree["oracle"] == 1.0
+    assert 0.2 < agree["random"] < 0.8  # 60 draws of a fair label
+    lines = hicl_tweeteval.agreement_table(tmp_path / "work", ["irony"]).splitlines()
+    assert lines[0].endswith("+HICL random          +HICL oracle")  # shown once their files exist
+    assert lines[1].endswith("1.00 in train, 1.00")
