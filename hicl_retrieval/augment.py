@@ -17,7 +17,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .bounds import COUNT, check
 from .errors import HiclError
+from .files import check_output, text_lines
 from .filters import Filter
 from .retriever import Retriever
 
@@ -39,23 +41,19 @@ def read_examples(path: str | Path) -> list[dict]:
     Every line is checked before any search, and the first bad one is reported with its line
     number: a dataset silently missing examples would change the task.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise HiclError(f"input file {path} does not exist")
     examples = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                example = json.loads(line)
-            except ValueError as exc:
-                raise HiclError(f"{path} line {number}: not JSON ({exc})") from None
-            if not isinstance(example, dict) or not isinstance(example.get("text"), str) or not example["text"].strip():
-                raise HiclError(f"{path} line {number}: expected an object with a non-empty string 'text'")
-            if "labels" not in example:
-                raise HiclError(f"{path} line {number}: missing 'labels'")
-            examples.append(example)
+    for number, line in text_lines(path, "input file"):
+        if not line.strip():
+            continue
+        try:
+            example = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise HiclError(f"{path} line {number}: not JSON ({exc})") from None
+        if not isinstance(example, dict) or not isinstance(example.get("text"), str) or not example["text"].strip():
+            raise HiclError(f"{path} line {number}: expected an object with a non-empty string 'text'")
+        if "labels" not in example:
+            raise HiclError(f"{path} line {number}: missing 'labels'")
+        examples.append(example)
     if not examples:
         raise HiclError(f"{path} holds no examples")
     return examples
@@ -73,11 +71,11 @@ def augment_file(
     batch_size: int = 512,
 ) -> AugmentReport:
     """Write `input_path`'s examples with their `top` retrieved posts to `out` (and ids, scores alongside)."""
-    if top < 1:
-        raise HiclError(f"top must be at least 1, not {top}")
+    check("--top", top, COUNT)
+    out = check_output(out, inputs=[input_path])
+    hits_path = check_output(out.with_name(out.name.removesuffix(".jsonl") + HITS_SUFFIX), inputs=[input_path],
+                             what="hits output")
     examples = read_examples(input_path)
-    out = Path(out)
-    hits_path = out.with_name(out.name.removesuffix(".jsonl") + HITS_SUFFIX)
     short = 0
     tmp_out, tmp_hits = out.with_name(out.name + ".tmp"), hits_path.with_name(hits_path.name + ".tmp")
     with Retriever(index, threads=threads) as retriever, open(tmp_out, "w", encoding="utf-8") as texts_file, \

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 from .errors import HiclError
 
@@ -41,6 +40,9 @@ def _add_reading_options(command) -> None:
     reading.add_argument("--author-col", help="author column (default: detected, e.g. author, screen_name)")
     reading.add_argument("--time-col", help="creation time column (default: detected, e.g. created_at)")
     reading.add_argument("--delimiter", help="CSV delimiter (default: ',' for .csv, '\\t' for .tsv)")
+    reading.add_argument("--time-format",
+                         help="how the time column is written, as a strptime format (e.g. '%%d/%%m/%%Y %%H:%%M') "
+                              "or unix / unix_ms (default: ISO 8601, the Twitter format or Unix seconds)")
     reading.add_argument("--max-record-bytes", type=int, default=1 << 20,
                          help="reject lines/records longer than this (default: 1 MiB)")
 
@@ -51,6 +53,7 @@ def _reader(args: argparse.Namespace):
     return ReaderConfig(
         format=args.format, text_col=args.text_col, id_col=args.id_col, author_col=args.author_col,
         time_col=args.time_col, delimiter=args.delimiter, max_record_bytes=args.max_record_bytes,
+        time_format=args.time_format,
     )
 
 
@@ -86,8 +89,9 @@ def _add_filter_options(command) -> None:
     filters.add_argument("--author", action="append", default=[], metavar="NAME", help="hits by one of these authors")
     filters.add_argument("--exclude-author", action="append", default=[], metavar="NAME",
                          help="no hits by these authors")
-    filters.add_argument("--since", metavar="TIME", help="hits created at or after TIME (ISO 8601, UTC)")
-    filters.add_argument("--until", metavar="TIME", help="hits created before TIME (ISO 8601, UTC)")
+    filters.add_argument("--since", metavar="TIME",
+                         help="hits created at or after TIME, UTC: ISO 8601, YYYY, YYYYMM, YYYYMMDD or @UNIX_SECONDS")
+    filters.add_argument("--until", metavar="TIME", help="hits created before TIME (written as for --since)")
     filters.add_argument("--source", action="append", default=[], metavar="FILE",
                          help="hits from this corpus file (full path or file name)")
     filters.add_argument("--exclude-source", action="append", default=[], metavar="FILE",
@@ -125,7 +129,7 @@ def _add_query(commands) -> None:
     query = commands.add_parser("query", help="top-k topical neighbours of posts")
     query.add_argument("index", help="index directory")
     query.add_argument("text", nargs="?", help="the query post (or use --file)")
-    query.add_argument("--file", help="file of queries, one post a line")
+    query.add_argument("--file", help="file of queries, one post a line (- reads standard input)")
     query.add_argument("-k", type=int, default=10, help="hits per query (default: 10)")
     query.add_argument("--out", help="write results as JSON lines (one object a query) to this file")
     query.add_argument("--json", action="store_true", help="print results as JSON lines")
@@ -275,8 +279,15 @@ def _add_finetune(commands) -> None:
     tune.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (exit status 2), like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="hicl-retrieval", description=__doc__.splitlines()[0])
+    main = _Parser(prog="hicl-retrieval", description=__doc__.splitlines()[0])
     main.add_argument("-v", "--verbose", action="store_true", help="log progress events")
     commands = main.add_subparsers(dest="command", required=True)
     _add_build(commands)
@@ -292,6 +303,7 @@ def parser() -> argparse.ArgumentParser:
     reindex.add_argument("--k-factor", type=int,
                          help="candidates per hit re-ranked exactly from the stored vectors "
                               "(default: 10 for compressed codes such as PQ, else 1)")
+    reindex.add_argument("--threads", type=int, help="CPU threads for FAISS (default: all cores)")
     info = commands.add_parser("info", help="describe an index")
     info.add_argument("index", help="index directory")
     info.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -333,21 +345,26 @@ def _queries(args: argparse.Namespace) -> list[str]:
     if (args.text is None) == (args.file is None):
         raise HiclError("give the query either as TEXT or with --file, not both or neither")
     if args.text is not None:
+        if not args.text.strip():
+            raise HiclError("the query is empty; give the text of a post")
         return [args.text]
-    path = Path(args.file)
-    if not path.is_file():
-        raise HiclError(f"query file {path} does not exist")
-    queries = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    queries = [q for q in queries if q]
+    from .files import text_lines
+
+    stdin = args.file == "-"
+    lines = text_lines(sys.stdin.buffer, "standard input") if stdin else text_lines(args.file, "query file")
+    queries = [line.strip() for _, line in lines if line.strip()]
     if not queries:
-        raise HiclError(f"query file {path} holds no queries")
+        raise HiclError(f"{'standard input' if stdin else 'query file ' + args.file} holds no queries")
     return queries
 
 
 def _query(args: argparse.Namespace) -> None:
+    from .files import check_output
     from .retriever import Retriever
 
     queries = _queries(args)
+    if args.out:
+        check_output(args.out, inputs=[args.file] if args.file and args.file != "-" else [])
     where = _filter(args)
     with Retriever(args.index, threads=args.threads, k_factor=args.k_factor) as retriever:
         results = retriever.search(
@@ -371,8 +388,10 @@ def _query(args: argparse.Namespace) -> None:
 
 
 def _reindex(args: argparse.Namespace) -> None:
+    from . import native
     from .updates import reindex
 
+    native.set_threads(args.threads)
     manifest = reindex(args.index, args.faiss_factory, k_factor=args.k_factor, max_memory=_memory(args),
                        target_recall=args.target_recall)
     print(f"{args.index}: {manifest.count} posts now in {manifest.faiss_factory} ({manifest.faiss_file}), "
@@ -519,7 +538,11 @@ def main(argv: list[str] | None = None) -> int:
          "eval-retrieval": _eval_retrieval, "augment": _augment,
          "finetune": _finetune}[args.command](args)
     except HiclError as exc:
-        print(f"hicl-retrieval: error: {exc}", file=sys.stderr)
+        print(f"hicl-retrieval: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # the disk or the system refused: a full disk, a permission, a vanished file
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"hicl-retrieval: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("hicl-retrieval: interrupted", file=sys.stderr)

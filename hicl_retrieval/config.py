@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .bounds import COUNT, MEMORY, POSITIVE, RECALL, SHARE, THREADS, Bounds, check_fields, setting
 from .errors import HiclError
+from .times import check_time_format
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,7 +32,7 @@ class EncoderConfig:
     """Hugging Face hub id or local directory."""
     pooling: str = "mean"
     text_normalization: str = "none"
-    max_length: int = 128
+    max_length: int = setting(128, Bounds(low=2, integer=True))
     normalize_vectors: bool = True
     package: str | None = None
     """A Python package that ships the weights (its ``get_model_path()`` gives the directory)."""
@@ -43,6 +45,7 @@ class EncoderConfig:
     """``int8``: dynamic int8 quantisation of the linear layers, for faster CPU encoding."""
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.pooling not in POOLINGS:
             raise HiclError(f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}")
         if self.text_normalization not in TEXT_NORMALIZATIONS:
@@ -52,8 +55,6 @@ class EncoderConfig:
             )
         if self.quantize not in QUANTIZATIONS:
             raise HiclError(f"unknown quantize {self.quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
-        if self.max_length < 2:
-            raise HiclError(f"max_length must be at least 2, not {self.max_length}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -135,8 +136,16 @@ class ReaderConfig:
     author_col: str | None = None
     time_col: str | None = None
     delimiter: str | None = None
-    max_record_bytes: int = 1 << 20
+    max_record_bytes: int = setting(1 << 20, COUNT)
     """A line (or CSV record) longer than this is rejected without being held in memory."""
+    time_format: str | None = None
+    """How the time column is written when it is not detected: a strptime format such as
+    ``%d/%m/%Y %H:%M``, or ``unix`` / ``unix_ms``; None reads ISO 8601, the Twitter format and
+    Unix seconds (see times.py)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        check_time_format(self.time_format)
 
 
 @dataclass(frozen=True)
@@ -147,16 +156,19 @@ class BuildConfig:
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     faiss_factory: str = "auto"
     """auto, flat, hnsw, ivf, ivfpq or a FAISS factory string (see planning.py)."""
-    max_memory: int | None = None
+    max_memory: int | None = setting(None, MEMORY)
     """RAM budget in bytes for building and searching the index; None: the machine's memory."""
-    target_recall: float = 0.95
+    target_recall: float = setting(0.95, RECALL)
     """Recall@10 against exact search that an approximate index's search is tuned to reach."""
-    batch_size: int = 64
-    chunk_size: int = 4096
+    batch_size: int = setting(64, COUNT)
+    chunk_size: int = setting(4096, COUNT)
     """Posts read, encoded and stored together; bounds the build's memory."""
-    threads: int | None = None
+    threads: int | None = setting(None, THREADS)
     overwrite: bool = False
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -165,70 +177,54 @@ class TrainConfig:
 
     base: EncoderConfig
     reader: ReaderConfig = field(default_factory=ReaderConfig)
-    steps: int = 1000
-    batch_size: int = 64
-    """Positive pairs a step (2x as many posts); the other pairs are each pair's negatives."""
-    grad_cache: int | None = None
+    steps: int = setting(1000, COUNT)
+    batch_size: int = setting(64, Bounds(low=2, integer=True))
+    """Positive pairs a step (2x as many posts); the other pairs are each pair's negatives
+    (in-batch negatives need at least two pairs)."""
+    grad_cache: int | None = setting(None, Bounds(low=1, integer=True, optional=True))
     """Posts encoded at once when set: the whole batch's loss with one chunk's activations in
     memory at a time (gradient caching), so `batch_size` can exceed what fits in memory."""
-    learning_rate: float = 5e-5
-    warmup: float = 0.1
+    learning_rate: float = setting(5e-5, POSITIVE, option="lr")
+    warmup: float = setting(0.1, SHARE)
     """Share of the steps over which the learning rate rises linearly from 0 (then decays to 0)."""
-    weight_decay: float = 0.01
-    temperature: float = 0.05
-    anchor_drop: float = 0.9
+    weight_decay: float = setting(0.01, Bounds(low=0))
+    temperature: float = setting(0.05, POSITIVE)
+    anchor_drop: float = setting(0.9, SHARE)
     """Probability of removing each hashtag of the anchor: queries are searched without their tags."""
-    positive_drop: float = 0.3
+    positive_drop: float = setting(0.3, SHARE)
     """Probability of removing each hashtag of the positive: indexed posts keep theirs."""
-    max_length: int = 64
+    max_length: int = setting(64, Bounds(low=2, integer=True))
     """Tokens a post is cut to in training (tweets rarely need more)."""
-    min_count: int = 2
-    max_share: float = 0.01
-    tag_power: float = 1.0
+    min_count: int = setting(2, COUNT)
+    max_share: float = setting(0.01, SHARE)
+    tag_power: float = setting(1.0, Bounds(low=0))
     """Tags are drawn for pairs with probability proportional to their posts ** tag_power
     (1: by posts, frequent tags dominate; 0: every tag alike, specific tags weigh more)."""
-    untagged_negatives: int = 32
+    untagged_negatives: int = setting(32, Bounds(low=0, integer=True))
     """Posts without an eligible hashtag added to each batch as extra negatives for the anchors:
     they are most of a corpus, and a model trained on tagged posts alone lets them drift
     close to every query."""
-    base_share: float = 0.5
+    base_share: float = setting(0.5, SHARE)
     """Share of the base model in the weights written: each becomes (1 - share) x trained +
     share x base (weight-space ensembling, Wortsman et al. 2022). A model trained on one corpus
     forgets how to place posts unlike it; the mixture keeps more of the base's neighbourhoods
     (trained on TweetEval: 0.5 kept its held-out gain and won back most of what the trained
     model alone lost on CrisisLexT26; 0 writes the trained weights)."""
-    held_out: int = 2000
+    held_out: int = setting(2000, COUNT)
     """Posts with an eligible hashtag kept out of training: the queries of the evaluations."""
-    eval_every: int = 250
-    eval_corpus: int = 10000
+    eval_every: int = setting(250, COUNT)
+    eval_corpus: int = setting(10000, COUNT)
     """Posts searched by the evaluations during training: the held-out ones plus a sample."""
-    checkpoint_every: int = 250
-    seed: int = 0
+    checkpoint_every: int = setting(250, COUNT)
+    seed: int = setting(0, Bounds(integer=True))
     device: str = "cpu"
-    threads: int | None = None
+    threads: int | None = setting(None, THREADS)
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.base.quantize != "none":
             raise HiclError("an int8-quantised encoder cannot be trained; train the full-precision model")
-        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "max_length"):
-            if getattr(self, name) < 1:
-                raise HiclError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
-        if self.batch_size < 2:
-            raise HiclError("batch-size must be at least 2 pairs (in-batch negatives need other pairs)")
-        if self.grad_cache is not None and self.grad_cache < 1:
-            raise HiclError(f"grad-cache must be at least 1 post, not {self.grad_cache}")
-        for name in ("anchor_drop", "positive_drop", "warmup", "max_share", "base_share"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise HiclError(f"{name.replace('_', '-')} must be between 0 and 1, not {getattr(self, name)}")
-        if self.untagged_negatives < 0:
-            raise HiclError(f"untagged-negatives must be at least 0, not {self.untagged_negatives}")
-        if self.tag_power < 0:
-            raise HiclError(f"tag-power must be at least 0, not {self.tag_power}")
-        if self.temperature <= 0 or self.learning_rate <= 0:
-            raise HiclError("temperature and learning rate must be positive")
-        if self.held_out < 1:
-            raise HiclError(f"held-out must be at least 1 post, not {self.held_out}")
 
     def recipe(self) -> dict[str, Any]:
         """The settings that shape the trained weights (a resumed run must share them all)."""
@@ -248,30 +244,24 @@ class FinetuneConfig:
     context: bool = True
     """False: the plain fine-tuning baseline (no demonstration, no triggers, no stage two)."""
     template: str = "050"
-    learning_rate: float = 2e-5
-    trigger_learning_rate: float = 1e-3
+    learning_rate: float = setting(2e-5, POSITIVE, option="lr")
+    trigger_learning_rate: float = setting(1e-3, POSITIVE, option="trigger_lr")
     """Stage two trains only the trigger embeddings, a few hundred numbers: they take a larger step."""
-    batch_size: int = 16
+    batch_size: int = setting(16, COUNT)
     group_by_length: bool = True
     """Batch training examples of similar length together (less padding, same examples an epoch)."""
-    epochs: int = 10
-    trigger_epochs: int = 5
-    patience: int = 3
+    epochs: int = setting(10, COUNT)
+    trigger_epochs: int = setting(5, Bounds(low=0, integer=True))
+    patience: int = setting(3, COUNT)
     """Stop a stage after this many epochs without a better dev score."""
-    max_query: int = 128
-    max_demonstration: int = 128
+    max_query: int = setting(128, COUNT)
+    max_demonstration: int = setting(128, COUNT)
     seeds: tuple[int, ...] = (0, 1, 2)
     device: str = "cpu"
-    threads: int | None = None
+    threads: int | None = setting(None, THREADS)
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "epochs", "patience", "max_query", "max_demonstration"):
-            if getattr(self, name) < 1:
-                raise HiclError(f"{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
-        if self.trigger_epochs < 0:
-            raise HiclError(f"trigger-epochs must be at least 0, not {self.trigger_epochs}")
+        check_fields(self)
         if not self.seeds:
             raise HiclError("give at least one seed")
-        if self.learning_rate <= 0 or self.trigger_learning_rate <= 0:
-            raise HiclError("learning rates must be positive")

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .bm25 import Bm25
+from .bounds import COUNT, SHARE, Bounds, check
 from .errors import HiclError
+from .files import text_lines
 from .index import IndexDir
 from .metrics import RetrievalScores, score_rankings, shares_hashtag
 from .pairs import TagVocabulary
@@ -64,9 +66,7 @@ class EvalReport:
 def read_queries(path: str | Path) -> list[str]:
     """Query posts from JSON lines with a ``text`` key (such as train-encoder's held_out.jsonl) or plain lines."""
     path = Path(path)
-    if not path.is_file():
-        raise HiclError(f"query file {path} does not exist")
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for _, line in text_lines(path, "query file") if line.strip()]
     if path.suffix not in (".jsonl", ".json", ".ndjson"):
         return lines
     queries = []
@@ -102,6 +102,10 @@ def evaluate_retrieval(
 ) -> EvalReport:
     """Score each index, and BM25 over the same posts when `bm25`, on `queries` or on `sample`
     posts of the indexes drawn (with `seed`) among those with an eligible hashtag."""
+    check("-k", k, COUNT)
+    check("--sample", sample, Bounds(low=1, integer=True, optional=True))
+    check("--min-count", min_count, COUNT)
+    check("--max-share", max_share, SHARE)
     if not indexes:
         raise HiclError("give at least one index to evaluate")
     if (queries is None) == (sample is None):

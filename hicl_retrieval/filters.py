@@ -6,16 +6,24 @@ with the value as a query parameter: the user's text never becomes SQL.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .errors import HiclError
+from .files import resolved
+from .times import parse_filter_time
 
+# A corpus file is named by a path (matched resolved: see files.resolved) or by a bare file name.
+# Indexes built before sources were stored resolved hold paths as typed: a relative one matches
+# a path that ends with it.
 _SOURCE = (
     "(source IN (SELECT unnest(?::VARCHAR[])) "
-    "OR string_split(source, '/')[-1] IN (SELECT unnest(?::VARCHAR[])))"
+    "OR string_split(source, '/')[-1] IN (SELECT unnest(?::VARCHAR[])) "
+    "OR (NOT starts_with(source, '/') "
+    "AND EXISTS (SELECT 1 FROM unnest(?::VARCHAR[]) AS named(path) WHERE ends_with(named.path, '/' || source))))"
 )
 # (field, operator) -> SQL template; "?" is the condition's value, bound as a parameter.
 _TEMPLATES = {
@@ -25,7 +33,6 @@ _TEMPLATES = {
     ("author", "not_in"): "(author IS NULL OR author NOT IN (SELECT unnest(?::VARCHAR[])))",
     ("created_at", ">="): "created_at >= ?",
     ("created_at", "<"): "created_at < ?",
-    # a corpus file is named by its full path or by its file name
     ("source", "in"): _SOURCE,
     ("source", "not_in"): f"NOT {_SOURCE}",
 }
@@ -74,10 +81,20 @@ class Filter:
         clauses, params = [], []
         for condition in self.conditions:
             template = _TEMPLATES[(condition.field, condition.op)]
-            value = list(condition.value) if isinstance(condition.value, tuple) else condition.value
             clauses.append(template)
-            params += [value] * template.count("?")
+            params += _parameters(condition)
         return " AND ".join(clauses) or "TRUE", params
+
+
+def _parameters(condition: Condition) -> list[Any]:
+    """The values bound to the ``?`` of `condition`'s template, in order."""
+    if condition.field == "source":
+        paths = sorted({resolved(name) for name in condition.value} | {os.path.normpath(n) for n in condition.value})
+        names = [name for name in condition.value if os.sep not in name and "/" not in name]
+        return [paths, names, paths]
+    if isinstance(condition.value, tuple):
+        return [list(condition.value)]
+    return [condition.value]
 
 
 def from_options(
@@ -100,17 +117,7 @@ def from_options(
             conditions.append(Condition(field, op, tuple(values)))
     for value, op in ((since, ">="), (until, "<")):
         if value is not None:
-            conditions.append(Condition("created_at", op, _time(value)))
+            conditions.append(Condition("created_at", op, parse_filter_time(value)))
     return Filter(tuple(conditions))
 
 
-def _time(value: str | datetime) -> datetime:
-    from .corpus import parse_time
-
-    try:
-        moment = parse_time(value)
-    except (ValueError, OverflowError):
-        moment = None
-    if moment is None:
-        raise HiclError(f"not a date or time: {value!r}; use ISO 8601, e.g. 2024-06-01 or 2024-06-01T12:00:00Z")
-    return moment

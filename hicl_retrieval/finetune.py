@@ -26,6 +26,7 @@ from .config import FinetuneConfig, resolve_encoder
 from .demonstrations import DemonstrationCollator, add_triggers, freeze_all_but_triggers, parse_template
 from .encoder import model_location
 from .errors import HiclError
+from .files import text_lines
 from .scoring import task_score
 
 
@@ -40,16 +41,14 @@ def read_jsonl_split(path: str | Path) -> list[Example]:
     """Examples from JSON lines with ``labels`` (an integer, or a string of one) and ``text``,
     and ``text0`` (the demonstration) when `augment` wrote them."""
     path = Path(path)
-    if not path.is_file():
-        raise HiclError(f"task file {path} does not exist")
     examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in text_lines(path, "task file"):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
             examples.append(Example(str(row["text"]), int(row["labels"]), row.get("text0")))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise HiclError(f"{path} line {number}: expected an object with an integer 'labels' and a 'text'") from None
     if not examples:
         raise HiclError(f"{path} holds no examples")
@@ -62,11 +61,15 @@ def read_tweeteval_split(folder: str | Path, split: str) -> list[Example]:
     for path in (texts_path, labels_path):
         if not path.is_file():
             raise HiclError(f"{path} does not exist (expected the TweetEval layout)")
-    texts = texts_path.read_text(encoding="utf-8").splitlines()
-    labels = labels_path.read_text(encoding="utf-8").splitlines()
+    texts = [line for _, line in text_lines(texts_path)]
+    labels = [line for _, line in text_lines(labels_path)]
     if len(texts) != len(labels):
         raise HiclError(f"{texts_path} has {len(texts)} lines but {labels_path} has {len(labels)}")
-    return [Example(text, int(label)) for text, label in zip(texts, labels)]
+    try:
+        return [Example(text, int(label)) for text, label in zip(texts, labels)]
+    except ValueError:
+        bad = next(number for number, label in enumerate(labels, 1) if not label.strip().lstrip("-").isdigit())
+        raise HiclError(f"{labels_path} line {bad}: expected an integer label, not {labels[bad - 1]!r}") from None
 
 
 @dataclass(frozen=True)

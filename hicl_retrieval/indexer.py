@@ -21,6 +21,7 @@ from . import native
 from .config import BuildConfig
 from .corpus import Corpus, Post, Record, Reject
 from .encoder import Encoder
+from .errors import HiclError
 from .index import FAISS_INDEX, REJECTS, VECTORS, IndexDir, Manifest
 from .planning import IndexPlan, check_fits, factory_for, plan_index, train_rows
 from .text import duplicate_key, extract_hashtags
@@ -51,6 +52,8 @@ class BuildReport:
     encode_seconds: float = 0.0
     resumed: bool = False
     """Whether this run continued an interrupted build (counts and times cover every run)."""
+    warnings: list[str] = field(default_factory=list)
+    """What the user should look at although nothing failed (e.g. times of a file unreadable)."""
 
     @classmethod
     def from_stats(cls, stats: dict) -> BuildReport:
@@ -73,6 +76,7 @@ class BuildReport:
             "load_seconds": round(self.load_seconds, 3),
             "encode_seconds": round(self.encode_seconds, 3),
             "resumed": self.resumed,
+            "warnings": list(self.warnings),
         }
 
     def summary(self) -> str:
@@ -93,7 +97,33 @@ class BuildReport:
             lines.append("notes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.notes.items())))
         if rejected or self.duplicates:
             lines.append(f"rejected rows, with file, line and reason: {self.index / REJECTS}")
+        lines += [f"warning: {warning}" for warning in self.warnings]
         return "\n".join(lines)
+
+
+def advance(bar, records: int) -> None:
+    """Move the progress bar past `records` more records, raising its estimated total when passed."""
+    bar.update(records)
+    if bar.total is not None and bar.n > bar.total:
+        bar.total = bar.n
+
+
+def nothing_indexed(read: int, rejected: Counter, rejects: Path | None = None, offset: int = 0, *,
+                    verb: str = "indexed") -> str:
+    """Why a build or add that stored no post failed: what was read, the top reject reasons and
+    the first reject, read from `rejects` at `offset` (where this run's rejects begin)."""
+    if not read:
+        return f"no post {verb}: the corpus holds no records (its files are empty)"
+    reasons = ", ".join(f"{reason} {count}" for reason, count in rejected.most_common(3))
+    first = ""
+    if rejects is not None and rejects.is_file():
+        with open(rejects, "rb") as handle:
+            handle.seek(offset)
+            line = handle.readline()
+        if line:
+            row = json.loads(line)
+            first = f"; the first: {row['source']} line {row['line']}: {row['reason']} ({row['detail']})"
+    return f"no post {verb}: all {read} records were rejected ({reasons}){first}"
 
 
 def record_chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
@@ -199,11 +229,16 @@ def build_index(
     """
     started = time.perf_counter()
     posts_in = Corpus(corpus, config.reader)
+    if all(file.path.stat().st_size == 0 for file in posts_in.files):
+        raise HiclError(nothing_indexed(0, Counter()))
+    if posts_in.skipped_summary():
+        announce(posts_in.skipped_summary())
     native.set_threads(config.threads)
     tick = time.perf_counter()
     encoder = encoder or Encoder(config.encoder)
     load_seconds = time.perf_counter() - tick
-    plan = plan_for(config.faiss_factory, posts_in.estimated_records(), encoder, config)
+    estimated = posts_in.estimated_records()
+    plan = plan_for(config.faiss_factory, estimated, encoder, config)
     announce(f"plan: {plan.describe()}")
     check_fits(plan, max_memory=config.max_memory, free_disk=free_disk(Path(out)))
     state = _build_state(posts_in, encoder, config)
@@ -224,7 +259,8 @@ def build_index(
         with (
             open(directory.file(REJECTS), "ab") as rejects,
             open(directory.file(VECTORS), "ab") as vectors_out,
-            tqdm(desc="encoding", unit=" posts", initial=next_id, disable=not config.progress) as bar,
+            tqdm(desc="reading and encoding", unit=" records", initial=last["records"], total=max(estimated, 1),
+                 disable=not config.progress) as bar,
         ):
             records = itertools.islice(posts_in, last["records"], None)
             for chunk in (() if finished else record_chunks(records, config.chunk_size)):
@@ -239,6 +275,7 @@ def build_index(
                 tick = time.perf_counter()
                 vectors = encoder.encode([p.text for p in posts], batch_size=config.batch_size, progress=bar)
                 report.encode_seconds += time.perf_counter() - tick
+                advance(bar, len(chunk) - len(posts))
                 vectors.astype(np.float16).tofile(vectors_out)
                 rows = post_rows(posts, next_id)
                 next_id += len(posts)
@@ -261,10 +298,15 @@ def build_index(
                 }, delete=[row[0] for row in repeated])
         report.indexed = store.count()
         report.repeated_texts = store.repeated_texts()
+        report.warnings = posts_in.time_warnings
         ids = store.ids()
         store.checkpoint()
     finally:
         store.close()
+    if report.indexed == 0:
+        message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS))
+        shutil.rmtree(directory.path)  # nothing worth resuming; a rerun starts clean
+        raise HiclError(message)
 
     plan = plan_for(config.faiss_factory, report.indexed, encoder, config)
     check_fits(plan, max_memory=config.max_memory)  # the disk is mostly written by now

@@ -23,8 +23,8 @@ def available_cores() -> int:
 
 def faiss() -> ModuleType:
     """The `faiss` module, imported after torch."""
-    import torch  # noqa: F401  (must load first)
     import faiss as faiss_module
+    import torch  # noqa: F401  (must load first)
 
     return faiss_module
 
@@ -33,10 +33,11 @@ def set_threads(threads: int | None = None) -> int:
     """Use `threads` (default: every available core) in torch and FAISS; returns the count."""
     import torch
 
+    from .bounds import THREADS, check
+
     global _threads
-    count = threads or available_cores()
-    if count < 1:
-        raise ValueError(f"threads must be at least 1, not {count}")
+    check("--threads", threads, THREADS)
+    count = threads if threads is not None else available_cores()
     if _threads != count:
         torch.set_num_threads(count)
         faiss().omp_set_num_threads(count)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import native
+from .bounds import COUNT, K_FACTOR, check
 from .encoder import Encoder
 from .errors import HiclError
 from .filters import Filter
@@ -110,8 +111,7 @@ class Retriever:
         threads: int | None = None,
         k_factor: int | None = None,
     ) -> None:
-        if k_factor is not None and k_factor < 1:
-            raise HiclError(f"k_factor must be at least 1, not {k_factor}")
+        check("--k-factor", k_factor, K_FACTOR)
         self.directory = IndexDir(path)
         self.manifest: Manifest = self.directory.read_manifest()
         native.set_threads(threads)
@@ -200,9 +200,14 @@ class Retriever:
         """
         if isinstance(queries, str):
             queries = [queries]
-        if k < 1:
-            raise HiclError(f"k must be at least 1, not {k}")
-        texts = [strip_hashtags(q) if strip_query_hashtags else q for q in queries]
+        check("k", k, COUNT)
+        check("batch_size", batch_size, COUNT)
+        for number, query in enumerate(queries, 1):
+            if not isinstance(query, str) or not query.strip():
+                where = f" (query {number} of {len(queries)})" if len(queries) > 1 else ""
+                raise HiclError(f"the query is empty{where}; give the text of a post, or leave it out")
+        # A query of only hashtags keeps them: stripped, it would be an empty text near every post.
+        texts = [(strip_hashtags(q) or q) if strip_query_hashtags else q for q in queries]
         vectors = self.encoder.encode(texts, batch_size=batch_size)
         hits = self.search_vectors(vectors, k, queries=queries, dedupe=dedupe, filter=filter)
         return [SearchResult(query=q, hits=h) for q, h in zip(queries, hits)]

@@ -24,13 +24,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .bounds import COUNT, K_FACTOR, MEMORY, RECALL, check
 from .config import ReaderConfig
 from .corpus import Corpus, Post, Reject
 from .encoder import Encoder
 from .errors import HiclError
 from .filters import Filter
 from .index import _INDEX_FILE, MANIFEST, REJECTS, WRITE_LOCK, IndexDir, Manifest
-from .indexer import free_disk, post_rows, record_chunks, sync_file, truncate_file, write_faiss, write_reject
+from .indexer import (
+    advance, free_disk, nothing_indexed, post_rows, record_chunks, sync_file, truncate_file, write_faiss, write_reject,
+)
 from .planning import check_fits, factory_for, plan_index
 from .vectors import default_k_factor, effective_factory
 
@@ -91,11 +94,13 @@ class AddReport:
     """Posts skipped because a post with the same post id is already in the index (or came earlier)."""
     rejected: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.rejected.items())) or "none"
-        return (f"read {self.read}, added {self.added}, skipped (post id already indexed) {self.known}, "
-                f"rejected {sum(self.rejected.values())} ({reasons}); {self.seconds:.1f} s")
+        lines = [f"read {self.read}, added {self.added}, skipped (post id already indexed) {self.known}, "
+                 f"rejected {sum(self.rejected.values())} ({reasons}); {self.seconds:.1f} s"]
+        return "\n".join(lines + [f"warning: {warning}" for warning in self.warnings])
 
 
 def add_posts(
@@ -114,9 +119,11 @@ def add_posts(
     checked a chunk at a time against the post store. New vectors join the FAISS index as it
     is (an IVF index keeps its trained centroids; `reindex` re-trains it after large additions).
     """
+    check("--batch-size", batch_size, COUNT)
+    check("--chunk-size", chunk_size, COUNT)
     started = time.perf_counter()
     posts_in = Corpus(corpus, reader or ReaderConfig())
-    report = AddReport()
+    report = AddReport(warnings=[posts_in.skipped_summary()] if posts_in.skipped else [])
     with _writing(path) as (directory, manifest):
         encoder = encoder or Encoder(manifest.encoder)
         if encoder.dim != manifest.dim:
@@ -132,7 +139,8 @@ def add_posts(
             with (
                 open(vectors_path, "ab") as vectors_out,
                 open(rejects_path, "ab") as rejects,
-                tqdm(desc="adding", unit=" posts", disable=not progress) as bar,
+                tqdm(desc="adding", unit=" records", total=max(posts_in.estimated_records(), 1),
+                     disable=not progress) as bar,
             ):
                 for chunk in record_chunks(posts_in, chunk_size):
                     report.read += len(chunk)
@@ -151,6 +159,7 @@ def add_posts(
                         fresh.append(post)
                     encoder.encode([p.text for p in fresh], batch_size=batch_size, progress=bar).astype(
                         np.float16).tofile(vectors_out)
+                    advance(bar, len(chunk) - len(fresh))
                     if fresh:
                         store.insert(post_rows(fresh, next_id))
                     next_id += len(fresh)
@@ -161,6 +170,10 @@ def add_posts(
         finally:
             store.close()
         report.added = next_id - manifest.vector_rows
+        report.warnings += posts_in.time_warnings
+        if report.added == 0 and report.known == 0:
+            raise HiclError(nothing_indexed(report.read, report.rejected, rejects_path, manifest.files.get(REJECTS, 0),
+                                            verb="added") + f"; {directory.path} is unchanged")
         grown = dataclasses.replace(manifest, vector_rows=next_id)
         index = directory.open_faiss(manifest, mmap=False)
         vectors = directory.open_vectors(grown)
@@ -240,8 +253,9 @@ def reindex(
     atomically, so a reader opening the index meanwhile gets the old index or the new one, whole;
     the write lock keeps an add or delete from being undone by the switch.
     """
-    if k_factor is not None and k_factor < 1:
-        raise HiclError(f"k_factor must be at least 1, not {k_factor}")
+    check("--k-factor", k_factor, K_FACTOR)
+    check("--target-recall", target_recall, RECALL)
+    check("--max-memory", max_memory, MEMORY)
     with _writing(path) as (directory, manifest):
         working = 256 << 20  # no encoder here: buffers only
         factory = effective_factory(factory_for(spec, manifest.count, manifest.dim, max_memory, working=working))

@@ -117,3 +117,62 @@ def test_cli_filters(indexes, capsys):
     for hit in hits:
         assert "#topic1" in hit["hashtags"] and hit["author"] != "user2"
         assert "2024-05-03" <= hit["created_at"] < "2024-05-09"
+
+
+def test_1_a_source_is_matched_however_its_path_is_spelled(tmp_path, tiny_encoder, monkeypatch):
+    """An index built with relative paths, filtered by absolute, ./ and bare names (augment's leak)."""
+    split = tmp_path / "split"
+    split.mkdir()
+    (split / "train.jsonl").write_text("".join(json.dumps({"text": f"{TOPICS[i % 5]} train {i}"}) + "\n"
+                                               for i in range(30)), encoding="utf-8")
+    (split / "test.jsonl").write_text("".join(json.dumps({"text": f"{TOPICS[i % 5]} test {i}"}) + "\n"
+                                              for i in range(10)), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    build_index(["split/train.jsonl", "./split/test.jsonl"], "idx",
+                BuildConfig(encoder=tiny_encoder.config, progress=False), encoder=tiny_encoder)
+    spellings = [str(split / "test.jsonl"), "./split/test.jsonl", "split/test.jsonl", "test.jsonl",
+                 "split/../split/test.jsonl"]
+    with Retriever("idx", encoder=tiny_encoder) as retriever:
+        assert {h.source for h in retriever.search("train", k=40)[0].hits} == {
+            str(split / "train.jsonl"), str(split / "test.jsonl")}  # stored resolved
+        for spelling in spellings:
+            kept = retriever.search("test", k=40, filter=from_options(exclude_sources=[spelling]))[0].hits
+            assert len(kept) == 30 and all("train" in h.text for h in kept), spelling
+            only = retriever.search("test", k=40, filter=from_options(sources=[spelling]))[0].hits
+            assert len(only) == 10 and all("test" in h.text for h in only), spelling
+    monkeypatch.chdir(split)  # a bare name never depends on where the query runs
+    with Retriever(tmp_path / "idx", encoder=tiny_encoder) as retriever:
+        assert len(retriever.search("x", k=40, filter=from_options(sources=["test.jsonl"]))[0].hits) == 10
+
+
+def test_1_indexes_that_stored_relative_sources_still_match_absolute_paths(tmp_path):
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE posts (source VARCHAR)")
+    con.execute("INSERT INTO posts VALUES ('split/test.jsonl'), ('split/train.jsonl'), ('/elsewhere/test.jsonl')")
+    where, params = from_options(exclude_sources=[str(tmp_path / "split" / "test.jsonl")]).to_sql()
+    kept = sorted(row[0] for row in con.execute(f"SELECT source FROM posts WHERE {where}", params).fetchall())
+    assert kept == ["/elsewhere/test.jsonl", "split/train.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("value", "moment"),
+    [
+        ("20141023", datetime(2014, 10, 23)),
+        ("2015", datetime(2015, 1, 1)),
+        ("201410", datetime(2014, 10, 1)),
+        ("2014-10", datetime(2014, 10, 1)),
+        ("2014-10-23", datetime(2014, 10, 23)),
+        ("2014-10-23T02:00:00+02:00", datetime(2014, 10, 23)),
+        ("@1414022400", datetime(2014, 10, 23)),
+    ],
+)
+def test_4_filter_times_read_digits_as_dates_and_unix_seconds_only_with_an_at(value, moment):
+    (condition,) = from_options(since=value).conditions
+    assert condition.value == moment
+
+
+def test_4_ambiguous_digits_are_refused_with_the_way_to_write_them():
+    with pytest.raises(HiclError, match="@1414022400"):
+        from_options(until="1414022400")

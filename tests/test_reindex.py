@@ -81,4 +81,4 @@ def test_reindex_errors_and_cli(flat_index, capsys):
     info = json.loads(capsys.readouterr().out)
     assert (info["faiss_factory"], info["k_factor"]) == ("IDMap2,HNSW8", 2)
     assert main(["query", str(flat_index), "phone", "--k-factor", "0"]) == 1
-    assert "k_factor must be at least 1" in capsys.readouterr().err
+    assert "--k-factor must be at least 1" in capsys.readouterr().err

@@ -153,7 +153,7 @@ def test_settings_are_checked(tiny_encoder):
         TrainConfig(base=tiny_encoder.config, base_share=-0.1)
     with pytest.raises(HiclError, match="int8"):
         TrainConfig(base=dataclasses.replace(tiny_encoder.config, quantize="int8"))
-    with pytest.raises(HiclError, match="at least 2 pairs"):
+    with pytest.raises(HiclError, match="--batch-size must be at least 2"):
         TrainConfig(base=tiny_encoder.config, batch_size=1)
 
 

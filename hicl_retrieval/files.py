@@ -1,0 +1,62 @@
+"""Paths the user names: corpus sources as the index records them, and output files checked before work."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import HiclError
+
+
+def resolved(path: str | Path) -> str:
+    """`path` absolute and normalised (``~``, ``.``, ``..`` and symbolic links resolved).
+
+    The index records every post's source this way, and a ``source`` filter resolves the path
+    it is given the same way, so ``./train.jsonl``, ``train.jsonl`` and ``/data/train.jsonl``
+    name the same file however the build and the query spelled it.
+    """
+    return str(Path(path).expanduser().resolve())
+
+
+def check_output(path: str | Path, *, inputs: Iterable[str | Path] = (), what: str = "output") -> Path:
+    """`path` as a file the command may write: its folder exists, and it is none of the `inputs`.
+
+    Checked before any work, so that a typo in ``--out`` costs nothing and an input is never
+    overwritten by its own output.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise HiclError(f"the {what} {path} is a directory; name a file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise HiclError(f"cannot write the {what} {path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise HiclError(f"cannot write the {what} {path}: the folder {folder} is not writable")
+    for source in inputs:
+        if Path(source).exists() and Path(resolved(source)) == Path(resolved(path)):
+            raise HiclError(f"the {what} {path} is the input file {source}; write to another file")
+    return path
+
+
+def text_lines(source: str | Path | BinaryIO, name: str | None = None) -> list[tuple[int, str]]:
+    """(line number, line without its end) of a user's UTF-8 text file or binary stream.
+
+    A line that is not UTF-8 is named with its number, in one line, instead of ending in a
+    ``UnicodeDecodeError`` traceback.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise HiclError(f"{name or 'the file'} {path} does not exist")
+        with open(path, "rb") as handle:
+            return text_lines(handle, f"{name or 'the file'} {path}")
+    lines = []
+    for number, raw in enumerate(source, 1):
+        try:
+            lines.append((number, raw.decode("utf-8").rstrip("\r\n")))
+        except UnicodeDecodeError as exc:
+            raise HiclError(f"{name} line {number} is not valid UTF-8 (byte {exc.start + 1}); "
+                            "save it as UTF-8") from None
+    return lines
