@@ -304,6 +304,9 @@ def parser() -> argparse.ArgumentParser:
                          help="candidates per hit re-ranked exactly from the stored vectors "
                               "(default: 10 for compressed codes such as PQ, else 1)")
     reindex.add_argument("--threads", type=int, help="CPU threads for FAISS (default: all cores)")
+    verify = commands.add_parser(
+        "verify", help="check every file of an index against its checksums, and its posts, vectors and FAISS index")
+    verify.add_argument("index", help="index directory")
     info = commands.add_parser("info", help="describe an index")
     info.add_argument("index", help="index directory")
     info.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -497,6 +500,18 @@ def _finetune(args: argparse.Namespace) -> None:
     print(f"{args.task} ({kind}): test {report.mean:.4f} +- {report.std:.4f} over {len(report.results)} seeds")
 
 
+def _verify(args: argparse.Namespace) -> None:
+    from .index import IndexDir
+    from .verify import verify_index
+
+    report = verify_index(args.index)
+    print("\n".join(report.lines()))
+    if report.damaged:
+        names = ", ".join(check.what for check in report.damaged)
+        raise HiclError(f"{args.index} is damaged ({names}): {report.advice(IndexDir(args.index).read_manifest(check_sizes=False))}")
+    print(f"{args.index}: intact")
+
+
 def _info(args: argparse.Namespace) -> None:
     from .index import IndexDir
 
@@ -534,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         {"build": _build, "query": _query, "reindex": _reindex, "info": _info, "add": _add, "delete": _delete,
-         "compact": _compact, "train-encoder": _train_encoder,
+         "compact": _compact, "verify": _verify, "train-encoder": _train_encoder,
          "eval-retrieval": _eval_retrieval, "augment": _augment,
          "finetune": _finetune}[args.command](args)
     except HiclError as exc:

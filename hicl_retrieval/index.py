@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from .checksums import BLOCK_BYTES, block_digests, damaged_ranges
 from .config import EncoderConfig
 from .errors import HiclError
 from .store import PostStore
@@ -72,6 +73,10 @@ class Manifest:
     stats: dict[str, Any] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
     """Size in bytes of each file, checked on open to catch truncated copies."""
+    checksums: dict[str, list[str]] = field(default_factory=dict)
+    """SHA-256 of each `checksum_block` bytes of each file, checked by `verify` (see checksums.py);
+    empty for indexes written before checksums were recorded."""
+    checksum_block: int = BLOCK_BYTES
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     library_version: str = ""
     format_version: int = FORMAT_VERSION
@@ -147,10 +152,12 @@ class IndexDir:
                     raise HiclError(f"{directory.path} already holds an index; pass --overwrite to replace it")
                 if unfinished == state:
                     return directory, True
-                differs = (
-                    ", ".join(sorted(k for k in state if unfinished.get(k) != state[k]))
-                    if unfinished else "no record of its settings"
-                )
+                if unfinished is None:
+                    raise HiclError(
+                        f"{directory.path} holds index files but neither {MANIFEST} nor {BUILD_STATE} (they were "
+                        "deleted or lost), so there is no build to resume; pass --overwrite to start over"
+                    )
+                differs = ", ".join(sorted(k for k in state if unfinished.get(k) != state[k]))
                 raise HiclError(
                     f"{directory.path} holds an unfinished build with other inputs or settings ({differs}); "
                     "rerun it with the same ones to resume, or pass --overwrite to start over"
@@ -169,24 +176,59 @@ class IndexDir:
             return None
 
     def commit(self, manifest: Manifest) -> None:
-        """Make `manifest` the index: written atomically after every file it names; no build state."""
+        """Make `manifest` the index: written atomically after every file it names; no build state.
+
+        The sizes and block checksums of the files are recorded; a file the previous manifest
+        (`manifest` was made from it) already covered rehashes only what was appended to it.
+        """
         names = (manifest.vectors_file, manifest.store_file, REJECTS, manifest.faiss_file)
-        files = {name: self.file(name).stat().st_size for name in names if self.file(name).exists()}
-        data = {**manifest.to_dict(), "files": files, "library_version": _library_version()}
+        files, checksums = {}, {}
+        for name in names:
+            if self.file(name).exists():
+                files[name] = self.file(name).stat().st_size
+                checksums[name] = block_digests(self.file(name), files[name], manifest.checksums.get(name),
+                                                manifest.files.get(name, 0), manifest.checksum_block)
+        data = {**manifest.to_dict(), "files": files, "checksums": checksums, "library_version": _library_version()}
         _write_json_atomically(self.file(MANIFEST), data)
         self.file(BUILD_STATE).unlink(missing_ok=True)
 
-    def read_manifest(self) -> Manifest:
-        """The manifest, checked against this library and the files on disk."""
+    def damaged(self, manifest: Manifest, name: str) -> list[tuple[int, int]]:
+        """Byte ranges of the file `name` that differ from the manifest's checksums (none recorded: none)."""
+        if name not in manifest.checksums:
+            return []
+        return damaged_ranges(self.file(name), manifest.files[name], manifest.checksums[name], manifest.checksum_block)
+
+    def check_intact(self, manifest: Manifest, name: str) -> None:
+        """Refuse to read `name` when its checksums do not match: a change must not copy damage."""
+        ranges = self.damaged(manifest, name)
+        if ranges:
+            raise HiclError(
+                f"{self.file(name)} is damaged: {len(ranges)} of its blocks differ from the checksums the manifest "
+                f"recorded (from byte {ranges[0][0]}); run `hicl-retrieval verify {self.path}`"
+            )
+
+    def size_problem(self, manifest: Manifest, name: str) -> str | None:
+        """How the size of the file `name` differs from the manifest's record, or None.
+
+        The append-only files (vectors, rejects) may be longer: a change appends past what the
+        manifest covers before it switches.
+        """
+        size = manifest.files[name]
+        actual = self.file(name).stat().st_size if self.file(name).exists() else None
+        if actual == size or (name in (manifest.vectors_file, REJECTS) and actual and actual > size):
+            return None
+        return "is missing" if actual is None else f"has {actual} bytes, the manifest says {size}"
+
+    def read_manifest(self, *, check_sizes: bool = True, except_faiss: bool = False) -> Manifest:
+        """The manifest, checked against this library and (`check_sizes`) the sizes of the files on disk.
+
+        `except_faiss` leaves the FAISS file unchecked, for `reindex`, which replaces it.
+        """
         if not self.path.is_dir():
             raise HiclError(f"no index at {self.path}: the directory does not exist")
         path = self.file(MANIFEST)
         if not path.is_file():
-            raise HiclError(
-                f"{self.path} is not a complete index (no {MANIFEST}): its build did not finish. "
-                "Rerun the same `hicl-retrieval build` command to resume it, or build it again "
-                "with --overwrite"
-            )
+            raise HiclError(self._not_an_index())
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             version = data.get("format_version")
@@ -201,12 +243,28 @@ class IndexDir:
             manifest = Manifest.from_dict(data)
         except (TypeError, KeyError) as exc:
             raise HiclError(f"{path} is damaged ({exc}); rebuild the index") from None
-        for name, size in manifest.files.items():
-            actual = self.file(name).stat().st_size if self.file(name).exists() else None
-            if actual != size and not (name in (manifest.vectors_file, REJECTS) and actual and actual > size):
-                found = "is missing" if actual is None else f"has {actual} bytes, the manifest says {size}"
-                raise HiclError(f"{self.file(name)} {found}: the index is incomplete or damaged; rebuild it")
+        for name in manifest.files if check_sizes else ():
+            problem = None if except_faiss and name == manifest.faiss_file else self.size_problem(manifest, name)
+            if problem and name == manifest.faiss_file:
+                raise HiclError(f"{self.file(name)} {problem}: rebuild it from the stored vectors with "
+                                f"`hicl-retrieval reindex {self.path} --index {manifest.faiss_factory}`")
+            if problem:
+                raise HiclError(f"{self.file(name)} {problem}: the index is incomplete or damaged; rebuild it")
         return manifest
+
+    def _not_an_index(self) -> str:
+        """What a directory without a manifest holds, and what to do about it."""
+        names = sorted(p.name for p in self.path.iterdir())
+        if not names:
+            return f"{self.path} is an empty directory, not an index"
+        if BUILD_STATE in names:
+            return (f"{self.path} holds a build that did not finish (its {MANIFEST} is written last); rerun the "
+                    "same `hicl-retrieval build` command to resume it, or build it again with --overwrite")
+        if any(_INDEX_FILE.match(name) for name in names):
+            return (f"{self.path} holds index files but no {MANIFEST} (it was deleted or lost), so it cannot be "
+                    "opened as an index; build it again with --overwrite")
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        return f"{self.path} is not an index directory: it has no {MANIFEST} (it holds {shown})"
 
     def open_store(self, *, read_only: bool, name: str = STORE) -> PostStore:
         return PostStore(self.file(name), read_only=read_only)

@@ -22,6 +22,8 @@ from .vectors import exact_search, reranked
 # A filtered search on an approximate index scans the matching posts' float16 vectors exactly
 # when there are at most this many: a graph or inverted-list index loses recall on small subsets.
 EXACT_SUBSET_ROWS = 200_000
+# Cosines of unit vectors lie in [-1, 1]; float16 storage and compressed codes stray a little.
+COSINE_SLACK = 0.1
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,20 @@ class Retriever:
     def __len__(self) -> int:
         return self.vectors.size
 
+    def _check_answer(self, scores: np.ndarray, ids: np.ndarray) -> None:
+        """Refuse what no whole index can answer: ids no post has, scores that are no cosine."""
+        found = ids >= 0
+        problem = None
+        if (ids < -1).any() or (ids >= self.manifest.vector_rows).any():
+            problem = f"the id {int(ids[(ids < -1) | (ids >= self.manifest.vector_rows)][0])}, which no post has"
+        elif not np.isfinite(scores[found]).all():
+            problem = "a score that is not a number"
+        elif self.manifest.encoder.normalize_vectors and (np.abs(scores[found]) > 1 + COSINE_SLACK).any():
+            problem = f"a cosine of {float(np.abs(scores[found]).max()):.3g} between unit vectors"
+        if problem:
+            raise HiclError(f"{self.directory.path} answered with {problem}: its files are damaged; "
+                            f"run `hicl-retrieval verify {self.directory.path}`")
+
     def search(
         self,
         queries: str | Sequence[str],
@@ -229,6 +245,7 @@ class Retriever:
         fetch = min(total, 2 * k + 16 if dedupe else k)
         while pending and fetch > 0:
             scores, ids = search(vectors[pending], fetch)
+            self._check_answer(scores, ids)
             rows = self.store.fetch(np.unique(ids[ids >= 0]))
             still = []
             for row_of_query, query in enumerate(pending):

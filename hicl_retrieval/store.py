@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,20 +37,53 @@ CREATE TABLE IF NOT EXISTS build_ledger (
 COLUMNS = ("id", "post_id", "text", "hashtags", "author", "created_at", "retweet_of", "dup_key", "source", "line")
 
 
+def _damage_kinds() -> tuple[type[Exception], ...]:
+    """DuckDB's errors for a file it cannot read (block checksums, torn pages), not for a bad query."""
+    import duckdb
+
+    return (duckdb.IOException, duckdb.SerializationException, duckdb.InternalException, duckdb.FatalException)
+
+
+def _readable(method):
+    """Turn DuckDB's report of a damaged database file into a one-line `HiclError` naming `verify`."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        import duckdb
+
+        try:
+            return method(self, *args, **kwargs)
+        except duckdb.Error as exc:
+            if type(exc) is not duckdb.Error and not isinstance(exc, _damage_kinds()):
+                raise
+            raise HiclError(f"the post store {self.path} is damaged ({str(exc).splitlines()[0]}); "
+                            f"run `hicl-retrieval verify {self.path.parent}`") from None
+
+    return guarded
+
+
 class PostStore:
-    """The ``posts`` table of one index directory."""
+    """The ``posts`` table of one index directory. Use as a context manager, or call `close`."""
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         import duckdb
 
+        self.path = Path(path)
         try:
             self.con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
-            raise HiclError(f"cannot open the post store {path}: {exc}") from None
+            raise HiclError(f"cannot open the post store {path}: {str(exc).splitlines()[0]}") from None
         if not read_only:
             self.con.execute(SCHEMA)
             self.con.execute(LEDGER_SCHEMA)
 
+    def __enter__(self) -> PostStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @_readable
     def commit_chunk(self, rows: dict[str, Sequence[Any]], ledger: dict[str, Any], delete: Sequence[int] = ()) -> None:
         """In one transaction: append `rows`, delete the ids `delete`, record the ledger row."""
         self.con.execute("BEGIN TRANSACTION")
@@ -66,6 +100,7 @@ class PostStore:
             self.con.execute("ROLLBACK")
             raise
 
+    @_readable
     def ledger(self) -> list[dict[str, Any]]:
         """The committed chunks of the build, in order (the final de-duplication, chunk -1, last)."""
         cursor = self.con.execute(
@@ -75,6 +110,7 @@ class PostStore:
         names = ("chunk", "records", "vector_rows", "rejects_bytes", "stats")
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
+    @_readable
     def insert(self, rows: dict[str, Sequence[Any]]) -> None:
         """Append rows given column-wise (every name of `COLUMNS`, equal lengths)."""
         import pyarrow as pa
@@ -94,23 +130,36 @@ class PostStore:
         finally:
             self.con.unregister("incoming_posts")
 
+    @_readable
+    def read_every_block(self) -> None:
+        """Read every column of every row of both tables: DuckDB checks the checksum of each block it reads."""
+        self.con.execute(f"SELECT count(*), sum(hash({', '.join(COLUMNS)})) FROM posts").fetchone()
+        self.con.execute(
+            "SELECT count(*), sum(hash(chunk, records, vector_rows, rejects_bytes, stats)) FROM build_ledger"
+        ).fetchone()
+
+    @_readable
     def count(self) -> int:
         return int(self.con.execute("SELECT count(*) FROM posts").fetchone()[0])
 
+    @_readable
     def ids(self) -> Any:
         """All ids, ascending, as a numpy array."""
         return self.con.execute("SELECT id FROM posts ORDER BY id").fetchnumpy()["id"]
 
+    @_readable
     def posts_text(self) -> tuple[Any, list[str], list[list[str]]]:
         """(ids ascending as a numpy array, texts, hashtags) of every post: for corpus statistics and BM25."""
         columns = self.con.execute("SELECT id, text, hashtags FROM posts ORDER BY id").fetchnumpy()
         return columns["id"], list(columns["text"]), [list(tags) for tags in columns["hashtags"]]
 
+    @_readable
     def fingerprint(self) -> tuple[int, int]:
         """(posts, an order-free hash of their texts): equal for stores that hold the same posts."""
         count, digest = self.con.execute("SELECT count(*), coalesce(sum(hash(text)), 0) FROM posts").fetchone()
         return int(count), int(digest)
 
+    @_readable
     def fetch(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Rows by id; ids not in the table are absent from the result."""
         if len(ids) == 0:
@@ -121,6 +170,7 @@ class PostStore:
         )
         return {row[0]: dict(zip(COLUMNS, row)) for row in cursor.fetchall()}
 
+    @_readable
     def existing_post_ids(self, post_ids: Sequence[str]) -> set[str]:
         """Those of `post_ids` that posts in the store already have."""
         if not post_ids:
@@ -130,12 +180,14 @@ class PostStore:
         )
         return {row[0] for row in cursor.fetchall()}
 
+    @_readable
     def ids_of_post_ids(self, post_ids: Sequence[str]) -> Any:
         """Ids (ascending numpy array) of the posts with these post ids."""
         return self.con.execute(
             "SELECT id FROM posts WHERE post_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY id", [list(post_ids)]
         ).fetchnumpy()["id"]
 
+    @_readable
     def copy_renumbered(self, source: Path) -> None:
         """Fill this empty store with the posts of the store `source`, ids renumbered 0, 1, ... in order."""
         self.con.execute("ATTACH ? AS source (READ_ONLY)", [str(source)])
@@ -146,10 +198,12 @@ class PostStore:
         finally:
             self.con.execute("DETACH source")
 
+    @_readable
     def matching_ids(self, where: str, params: list[Any]) -> Any:
         """Ids (ascending numpy array) of the posts meeting a filter's WHERE clause (filters.py)."""
         return self.con.execute(f"SELECT id FROM posts WHERE {where} ORDER BY id", params).fetchnumpy()["id"]
 
+    @_readable
     def repeated_post_ids(self) -> list[tuple[int, str, str, int]]:
         """(id, post_id, source, line) of every post whose post_id an earlier post already has."""
         return self.con.execute(
@@ -162,16 +216,19 @@ class PostStore:
             """
         ).fetchall()
 
+    @_readable
     def repeated_texts(self) -> int:
         """How many posts repeat an earlier post's duplicate key (kept; dropped at query time)."""
         return int(self.con.execute(
             "SELECT count(*) - count(DISTINCT dup_key) FROM posts WHERE dup_key <> ''"
         ).fetchone()[0])
 
+    @_readable
     def delete(self, ids: Sequence[int]) -> None:
         if len(ids):
             self.con.execute("DELETE FROM posts WHERE id IN (SELECT unnest(?::BIGINT[]))", [list(map(int, ids))])
 
+    @_readable
     def checkpoint(self) -> None:
         self.con.execute("CHECKPOINT")
 

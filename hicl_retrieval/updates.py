@@ -42,10 +42,10 @@ _COPY_ROWS = 65536
 
 
 @contextmanager
-def _writing(path: str | Path) -> Iterator[tuple[IndexDir, Manifest]]:
+def _writing(path: str | Path, *, except_faiss: bool = False) -> Iterator[tuple[IndexDir, Manifest]]:
     """The index and its manifest, with the write lock held and an earlier change's leftovers removed."""
     directory = IndexDir(path)
-    directory.read_manifest()  # not an index: fail before creating a lock file in it
+    directory.read_manifest(except_faiss=except_faiss)  # not an index: fail before creating a lock file in it
     with open(directory.file(WRITE_LOCK), "a") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -53,7 +53,7 @@ def _writing(path: str | Path) -> Iterator[tuple[IndexDir, Manifest]]:
             raise HiclError(
                 f"another add, delete, compact or reindex is changing {directory.path}; retry when it ends"
             ) from None
-        manifest = directory.read_manifest()
+        manifest = directory.read_manifest(except_faiss=except_faiss)
         _remove_unnamed(directory, manifest)
         yield directory, manifest
 
@@ -128,6 +128,7 @@ def add_posts(
         encoder = encoder or Encoder(manifest.encoder)
         if encoder.dim != manifest.dim:
             raise HiclError(f"the encoder gives {encoder.dim}-dimensional vectors, the index holds {manifest.dim}")
+        directory.check_intact(manifest, manifest.faiss_file)  # it is read, grown and written again
         generation = _generation()
         store_file = _copy_store(directory, manifest, generation)
         vectors_path, rejects_path = directory.file(manifest.vectors_file), directory.file(REJECTS)
@@ -217,6 +218,7 @@ def delete_posts(path: str | Path, *, post_ids: Sequence[str] = (), filter: Filt
 def compact(path: str | Path, *, target_recall: float | None = None) -> Manifest:
     """Rewrite the index without deleted posts: renumbered ids, new vectors, store and FAISS index."""
     with _writing(path) as (directory, manifest):
+        directory.check_intact(manifest, manifest.vectors_file)
         generation = _generation()
         old = directory.open_store(read_only=True, name=manifest.store_file)
         try:
@@ -256,7 +258,8 @@ def reindex(
     check("--k-factor", k_factor, K_FACTOR)
     check("--target-recall", target_recall, RECALL)
     check("--max-memory", max_memory, MEMORY)
-    with _writing(path) as (directory, manifest):
+    with _writing(path, except_faiss=True) as (directory, manifest):
+        directory.check_intact(manifest, manifest.vectors_file)
         working = 256 << 20  # no encoder here: buffers only
         factory = effective_factory(factory_for(spec, manifest.count, manifest.dim, max_memory, working=working))
         plan = plan_index(factory, manifest.count, manifest.dim, k_factor=default_k_factor(factory), working=working)

@@ -46,8 +46,15 @@ class VectorIndex:
     def load(cls, path: Path, *, mmap: bool = False, search_params: dict | None = None) -> VectorIndex:
         """The index in `path`; with `mmap`, an IVF index's inverted lists stay on disk, paged in on use."""
         faiss = native.faiss()
-        index = cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0))
-        index.set_search_params(search_params or {})
+        if not path.is_file():
+            raise HiclError(f"the FAISS index {path} is missing")
+        try:
+            index = cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0))
+            index.set_search_params(search_params or {})
+        except (RuntimeError, MemoryError) as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise HiclError(f"the FAISS index {path} is damaged and cannot be read ({reason}); "
+                            f"run `hicl-retrieval verify {path.parent}`") from None
         return index
 
     def set_search_params(self, params: dict) -> None:

@@ -146,7 +146,7 @@ def test_incomplete_or_damaged_index_fails_clearly(built, tmp_path):
     partial = tmp_path / "partial"
     partial.mkdir()
     (partial / "posts.duckdb").write_bytes(b"")
-    with pytest.raises(HiclError, match="not a complete index"):
+    with pytest.raises(HiclError, match="holds index files but no manifest.json"):
         Retriever(partial)
     copy = tmp_path / "copy"
     copy.mkdir()

@@ -113,7 +113,7 @@ def test_a_failed_build_resumes_on_rerun_and_other_settings_are_refused(tiny_enc
         build_index([corpus], out, config, encoder=tiny_encoder)
     monkeypatch.undo()
     assert (out / BUILD_STATE).exists() and not (out / MANIFEST).exists()
-    with pytest.raises(HiclError, match="not a complete index"):
+    with pytest.raises(HiclError, match="holds a build that did not finish"):
         IndexDir(out).read_manifest()
 
     def failing_index(*args):

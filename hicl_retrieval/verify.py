@@ -1,0 +1,154 @@
+"""Check a whole index: every file against the manifest's sizes and checksums, then its contents.
+
+Checksums catch any change of a byte since the manifest was written. The content checks also
+cover indexes written before checksums were recorded: DuckDB reads every block of the post
+store (verifying its own block checksums), the stored vectors must be finite unit vectors, and
+the FAISS index must load, hold the right number of vectors and find stored posts near
+themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import HiclError
+from .index import REJECTS, IndexDir, Manifest
+from .vectors import VectorIndex
+
+_ROWS = 65536
+_NORM_SLACK = 0.01  # float16 rounding of a unit vector moves its norm by about 1e-3
+_SELF_QUERIES = 64
+
+
+@dataclass(frozen=True)
+class Check:
+    what: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class VerifyReport:
+    index: Path
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def damaged(self) -> list[Check]:
+        return [check for check in self.checks if not check.ok]
+
+    def lines(self) -> list[str]:
+        return [f"{'ok' if check.ok else 'DAMAGED':<8} {check.what}: {check.detail}" for check in self.checks]
+
+    def advice(self, manifest: Manifest) -> str:
+        """What to do about the damage found."""
+        bad = {check.what.split()[0] for check in self.damaged}
+        if bad <= {manifest.faiss_file}:
+            return (f"the stored vectors and posts are intact: rebuild the FAISS index from them with "
+                    f"`hicl-retrieval reindex {self.index} --index {manifest.faiss_factory}`")
+        if bad <= {REJECTS}:
+            return "only the list of rejected rows is damaged; searches are unaffected"
+        return "build the index again from its corpus (build --overwrite)"
+
+
+def verify_index(path: str | Path) -> VerifyReport:
+    """Every check of the index at `path`; a damaged part is reported, never raised."""
+    directory = IndexDir(path)
+    manifest = directory.read_manifest(check_sizes=False)
+    report = VerifyReport(directory.path)
+    for name in manifest.files:
+        report.checks.append(_file_check(directory, manifest, name))
+    ids = _store_check(directory, manifest, report)
+    if ids is not None:
+        intact = _vectors_check(directory, manifest, ids, report)
+        _faiss_check(directory, manifest, ids, intact, report)
+    return report
+
+
+def _reason(exc: HiclError) -> str:
+    """The error without its advice to run verify, which is running."""
+    return str(exc).split("; run `hicl-retrieval verify")[0]
+
+
+def _file_check(directory: IndexDir, manifest: Manifest, name: str) -> Check:
+    problem = directory.size_problem(manifest, name)
+    if problem:
+        return Check(name, False, problem)
+    if name not in manifest.checksums:
+        return Check(name, True, f"{manifest.files[name]} bytes as recorded; no checksums recorded "
+                                 "(written by an earlier hicl-retrieval)")
+    ranges = directory.damaged(manifest, name)
+    blocks = len(manifest.checksums[name])
+    if not blocks:
+        return Check(name, True, "empty, as recorded")
+    if ranges:
+        shown = ", ".join(f"{start}-{end}" for start, end in ranges[:3])
+        return Check(name, False, f"{len(ranges)} of {blocks} blocks differ from their SHA-256 (bytes {shown})")
+    return Check(name, True, f"{manifest.files[name]} bytes, {blocks} SHA-256 block checksums match")
+
+
+def _store_check(directory: IndexDir, manifest: Manifest, report: VerifyReport) -> np.ndarray | None:
+    """Read every block of the post store; the ids of its posts, or None if it cannot be read."""
+    name = f"{manifest.store_file} contents"
+    try:
+        with directory.open_store(read_only=True, name=manifest.store_file) as store:
+            store.read_every_block()
+            ids = store.ids()
+    except HiclError as exc:
+        report.checks.append(Check(name, False, _reason(exc)))
+        return None
+    if len(ids) != manifest.count:
+        report.checks.append(Check(name, False, f"{len(ids)} posts, the manifest says {manifest.count}"))
+    elif len(ids) and (ids.min() < 0 or ids.max() >= manifest.vector_rows):
+        report.checks.append(Check(name, False, f"post ids outside the {manifest.vector_rows} vector rows"))
+    else:
+        report.checks.append(Check(name, True, f"{len(ids)} posts, every block readable"))
+    return ids
+
+
+def _vectors_check(directory: IndexDir, manifest: Manifest, ids: np.ndarray, report: VerifyReport) -> np.ndarray:
+    """Check the stored vectors of `ids`; the ids whose vectors are sound."""
+    name = f"{manifest.vectors_file} contents"
+    vectors = directory.open_vectors(manifest)
+    sound = np.zeros(len(ids), dtype=bool)
+    for start in range(0, len(ids), _ROWS):
+        rows = vectors[ids[start : start + _ROWS]].astype(np.float32)
+        good = np.isfinite(rows).all(axis=1)
+        if manifest.encoder.normalize_vectors:
+            good &= np.abs(np.linalg.norm(np.where(np.isfinite(rows), rows, 0), axis=1) - 1) <= _NORM_SLACK
+        sound[start : start + len(rows)] = good
+    kind = "finite unit vectors" if manifest.encoder.normalize_vectors else "finite vectors"
+    report.checks.append(Check(name, bool(sound.all()), f"{int(sound.sum())} of {len(ids)} posts have {kind}"))
+    return ids[sound]
+
+
+def _faiss_check(directory: IndexDir, manifest: Manifest, ids: np.ndarray, sound: np.ndarray,
+                 report: VerifyReport) -> None:
+    """Load the FAISS index and search it for posts whose stored vectors are `sound`: each must be
+    near itself."""
+    name = f"{manifest.faiss_file} contents"
+    try:
+        index = VectorIndex.load(directory.file(manifest.faiss_file), search_params=manifest.search_params)
+    except HiclError as exc:
+        report.checks.append(Check(name, False, _reason(exc)))
+        return
+    if index.dim != manifest.dim or not manifest.count <= index.size <= manifest.vector_rows:
+        report.checks.append(Check(name, False, f"{index.size} vectors of {index.dim} dimensions; expected "
+                                                f"{manifest.count} to {manifest.vector_rows} of {manifest.dim}"))
+        return
+    if not len(sound):
+        report.checks.append(Check(name, not len(ids), f"{index.size} vectors; no sound stored vector to search"))
+        return
+    sample = np.random.default_rng(0).choice(sound, size=min(_SELF_QUERIES, len(sound)), replace=False)
+    queries = directory.open_vectors(manifest)[np.sort(sample)].astype(np.float32)
+    scores, found = index.search(queries, min(10, index.size))
+    valid = found >= 0
+    impossible = (~np.isfinite(scores[valid])).any() or (
+        manifest.encoder.normalize_vectors and (np.abs(scores[valid]) > 1.1).any())
+    near = sum(int(post in row) for post, row in zip(np.sort(sample), found))
+    ok = not impossible and near >= 0.9 * len(sample)
+    detail = (f"{index.size} vectors; {near} of {len(sample)} stored posts found among their own 10 nearest"
+              + ("; impossible scores" if impossible else ""))
+    report.checks.append(Check(name, ok, detail))
