@@ -15,6 +15,13 @@ import sys
 from .errors import HiclError
 
 
+def _add_hashtag_rule(command) -> None:
+    command.add_argument("--hashtag-rule", default="twitter", choices=("twitter", "hicl"),
+                         help="how hashtags are extracted: twitter (letters, marks, digits and _ of any script) or "
+                              "hicl (the HICL reference code: ASCII letters and digits, at most 30 characters) "
+                              "(default: twitter)")
+
+
 def _add_index_options(command) -> None:
     command.add_argument("--index", dest="faiss_factory", default="auto",
                          help="auto, flat, hnsw, ivf, ivfpq or a FAISS factory string (inner product); "
@@ -65,6 +72,7 @@ def _add_build(commands) -> None:
                        help="preset name (hashencoder, minilm), preset .toml file, model directory or hub id "
                             "(default: hashencoder)")
     build.add_argument("--pooling", choices=("cls", "mean", "pooler"), help="override the encoder's pooling")
+    _add_hashtag_rule(build)
     build.add_argument("--int8", action="store_true",
                        help="quantise the encoder's linear layers to int8 (faster on CPU; queries use it too)")
     _add_index_options(build)
@@ -190,6 +198,7 @@ def _add_train_encoder(commands) -> None:
                         help="posts with an eligible hashtag never trained on; the evaluation queries, "
                              "written to OUT/held_out.jsonl (default: %(default)s)")
     recipe.add_argument("--seed", type=int, default=defaults["seed"], help="random seed (default: %(default)s)")
+    _add_hashtag_rule(recipe)
     running = train.add_argument_group("running")
     running.add_argument("--eval-every", type=int, default=defaults["eval_every"],
                          help="steps between held-out evaluations (default: %(default)s)")
@@ -333,6 +342,7 @@ def _build(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         chunk_size=args.chunk_size,
         threads=args.threads,
+        hashtag_rule=args.hashtag_rule,
         overwrite=args.overwrite,
         progress=not args.quiet,
     )
@@ -436,7 +446,8 @@ def _train_encoder(args: argparse.Namespace) -> None:
         min_count=args.min_count, max_share=args.max_share, tag_power=args.tag_power,
         untagged_negatives=args.untagged_negatives, base_share=args.base_share,
         held_out=args.held_out, eval_every=args.eval_every,
-        eval_corpus=args.eval_corpus, checkpoint_every=args.checkpoint_every, seed=args.seed, device=args.device,
+        eval_corpus=args.eval_corpus, checkpoint_every=args.checkpoint_every, seed=args.seed,
+        hashtag_rule=args.hashtag_rule, device=args.device,
         threads=args.threads, progress=not args.quiet,
     )
     report = train_encoder(args.corpus, args.out, config, overwrite=args.overwrite)
@@ -527,6 +538,7 @@ def _info(args: argparse.Namespace) -> None:
     print(f"encoder     {enc.preset or '-'}: {enc.model} (revision {manifest.model_revision or 'unknown'})")
     print(f"            pooling {enc.pooling}, text normalisation {enc.text_normalization}, "
           f"max {enc.max_length} tokens, {manifest.dim} dimensions")
+    print(f"hashtags    {manifest.hashtag_rule} rule")
     print(f"faiss       {manifest.faiss_factory}, inner product on unit vectors, "
           f"re-rank k_factor {manifest.k_factor} ({manifest.faiss_file})")
     if manifest.tuning:

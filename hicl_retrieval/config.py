@@ -10,6 +10,7 @@ from typing import Any
 
 from .bounds import COUNT, MEMORY, POSITIVE, RECALL, SHARE, THREADS, Bounds, check_fields, setting
 from .errors import HiclError
+from .text import DEFAULT_HASHTAG_RULE, check_hashtag_rule
 from .times import check_time_format
 
 if sys.version_info >= (3, 11):
@@ -164,11 +165,14 @@ class BuildConfig:
     chunk_size: int = setting(4096, COUNT)
     """Posts read, encoded and stored together; bounds the build's memory."""
     threads: int | None = setting(None, THREADS)
+    hashtag_rule: str = DEFAULT_HASHTAG_RULE
+    """How hashtags are extracted from posts (``twitter`` or ``hicl``, see text.py); the manifest records it."""
     overwrite: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
         check_fields(self)
+        check_hashtag_rule(self.hashtag_rule)
 
 
 @dataclass(frozen=True)
@@ -217,12 +221,15 @@ class TrainConfig:
     """Posts searched by the evaluations during training: the held-out ones plus a sample."""
     checkpoint_every: int = setting(250, COUNT)
     seed: int = setting(0, Bounds(integer=True))
+    hashtag_rule: str = DEFAULT_HASHTAG_RULE
+    """How hashtags are extracted: which posts are pairs, and what the noise removes."""
     device: str = "cpu"
     threads: int | None = setting(None, THREADS)
     progress: bool = True
 
     def __post_init__(self) -> None:
         check_fields(self)
+        check_hashtag_rule(self.hashtag_rule)
         if self.base.quantize != "none":
             raise HiclError("an int8-quantised encoder cannot be trained; train the full-precision model")
 

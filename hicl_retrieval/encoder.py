@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -43,16 +44,52 @@ def _package_version(module_name: str) -> str | None:
     return None
 
 
-def _load_error(config: EncoderConfig, location: str, exc: Exception) -> HiclError:
+HUB_PROBE_SECONDS = 5.0
+"""How long to wait for the Hugging Face hub before loading a hub model from the local cache only."""
+
+
+def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT``, proxies honoured) answers within `timeout` seconds.
+
+    Without this, transformers retries an unreachable hub with back-off for about a minute before
+    it gives up; any HTTP answer, even an error, means the hub is there.
+    """
+    import threading
+    import urllib.error
+    import urllib.request
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()
+            answer.append(True)
+        except urllib.error.HTTPError:
+            answer.append(True)
+        except (OSError, ValueError):
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)  # name lookup ignores socket timeouts
+    thread.start()
+    thread.join(timeout)
+    return bool(answer and answer[0])
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _load_error(config: EncoderConfig, location: str, exc: Exception, *, cache_only: bool = False) -> HiclError:
     local = Path(location).exists()
     where = f"the directory {location}" if local else f"the Hugging Face hub id {location!r}"
-    hint = (
-        "check that it holds a Hugging Face model (config.json, weights, tokenizer files)"
-        if local
-        else "the hub may be unreachable from this machine: use the offline preset "
-        "'--encoder minilm', or download the model elsewhere and pass its local directory "
-        "(--encoder /path/to/model, with --pooling cls|mean|pooler)"
-    )
+    if local:
+        hint = "check that it holds a Hugging Face model (config.json, weights, tokenizer files)"
+    else:
+        reach = ("the hub cannot be reached from this machine and the model is not in the local cache"
+                 if cache_only else "the hub may be unreachable from this machine")
+        hint = (f"{reach}: use the offline preset '--encoder minilm', or download the model elsewhere and "
+                "pass its local directory (--encoder /path/to/model, with --pooling cls|mean|pooler)")
     return HiclError(
         f"cannot load the encoder from {where} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
         f"{hint}. Known presets: {', '.join(preset_names())}"
@@ -86,6 +123,9 @@ class Encoder:
         self.device = torch.device(device)
         location = model_location(config)
         options = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+        cache_only = not Path(location).exists() and (_offline() or not hub_reachable())
+        if cache_only:
+            options["local_files_only"] = True  # no minute of retries: the local cache, or a clear error
         tokenizer_options = dict(options)
         if config.text_normalization == "bertweet":
             tokenizer_options["normalization"] = False  # done once per post by text.normalize
@@ -93,7 +133,7 @@ class Encoder:
             self.tokenizer = AutoTokenizer.from_pretrained(location, **tokenizer_options)
             self.model = AutoModel.from_pretrained(location, **options)
         except (OSError, ValueError, KeyError) as exc:
-            raise _load_error(config, location, exc) from exc
+            raise _load_error(config, location, exc, cache_only=cache_only) from exc
         if self.tokenizer.pad_token_id is None:
             raise HiclError(f"the tokenizer of {location} has no padding token")
         if config.pooling == "pooler" and getattr(self.model, "pooler", None) is None:

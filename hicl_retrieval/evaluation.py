@@ -119,6 +119,10 @@ def evaluate_retrieval(
                 ids, texts, tags = store.posts_text()
         finally:
             store.close()
+    rules = {str(path): IndexDir(path).read_manifest().hashtag_rule for path in indexes}
+    if len(set(rules.values())) > 1:
+        raise HiclError(f"the indexes extract hashtags by different rules ({rules}); build them with the same one")
+    rule = rules[str(indexes[0])]
     if len(set(fingerprints.values())) > 1:
         counts = ", ".join(f"{path}: {count} posts" for path, (count, _) in fingerprints.items())
         raise HiclError(f"the indexes hold different posts ({counts}); build them from the same corpus")
@@ -128,7 +132,7 @@ def evaluate_retrieval(
         if sample > len(eligible):
             raise HiclError(f"only {len(eligible)} posts carry an eligible hashtag; sample at most that many")
         queries = random.Random(seed).sample(eligible, sample)
-    wanted = [vocabulary.eligible(extract_hashtags(query)) for query in queries]
+    wanted = [vocabulary.eligible(extract_hashtags(query, rule)) for query in queries]
     kept = [(query, query_tags) for query, query_tags in zip(queries, wanted) if query_tags]
     if not kept:
         raise HiclError("no query carries a hashtag within the vocabulary's limits; nothing to score")
@@ -143,13 +147,14 @@ def evaluate_retrieval(
     if bm25:
         started = time.perf_counter()
         lexical = Bm25(texts, ids)
-        found = lexical.search([strip_hashtags(query) for query in texts_of_queries], 4 * k + 16)
+        found = lexical.search([strip_hashtags(query, rule) for query in texts_of_queries], 4 * k + 16)
         store = _open_store(indexes[0])
         try:
             hits = []
             for query, candidates in zip(texts_of_queries, found):
                 stored = store.fetch([post for _, post in candidates])
-                hits.append(distinct_hits(((score, stored.get(post)) for score, post in candidates), query, k))
+                hits.append(distinct_hits(((score, stored.get(post)) for score, post in candidates), query, k,
+                                          hashtag_rule=rule))
         finally:
             store.close()
         rows.append(scored("bm25", hits, started))

@@ -29,8 +29,9 @@ _SOURCE = (
 _TEMPLATES = {
     ("hashtag", "has"): "list_contains(hashtags, ?)",
     ("hashtag", "lacks"): "NOT list_contains(hashtags, ?)",
-    ("author", "in"): "author IN (SELECT unnest(?::VARCHAR[]))",
-    ("author", "not_in"): "(author IS NULL OR author NOT IN (SELECT unnest(?::VARCHAR[])))",
+    # screen names are case-insensitive, and dumps write them with or without the '@'
+    ("author", "in"): "lower(ltrim(author, '@')) IN (SELECT unnest(?::VARCHAR[]))",
+    ("author", "not_in"): "(author IS NULL OR lower(ltrim(author, '@')) NOT IN (SELECT unnest(?::VARCHAR[])))",
     ("created_at", ">="): "created_at >= ?",
     ("created_at", "<"): "created_at < ?",
     ("source", "in"): _SOURCE,
@@ -58,7 +59,8 @@ class Condition:
             values = [self.value] if isinstance(self.value, str) else list(self.value)
             if not values or not all(isinstance(v, str) for v in values):
                 raise HiclError(f"a {self.field} filter needs one or more names, not {self.value!r}")
-            object.__setattr__(self, "value", tuple(v.lstrip("@") if self.field == "author" else v for v in values))
+            object.__setattr__(self, "value", tuple(v.strip().lstrip("@").lower() if self.field == "author" else v
+                                                    for v in values))
         elif not isinstance(self.value, datetime):
             raise HiclError(f"a created_at filter needs a datetime, not {self.value!r}")
 

@@ -70,6 +70,8 @@ class Manifest:
     """How `search_params` were chosen: target and reached recall@10 against exact search."""
     store_file: str = STORE
     vectors_file: str = VECTORS
+    hashtag_rule: str = "hicl"
+    """How the posts' hashtags were extracted (text.py); indexes without the field used the HICL rule."""
     stats: dict[str, Any] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
     """Size in bytes of each file, checked on open to catch truncated copies."""

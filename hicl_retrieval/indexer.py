@@ -142,13 +142,13 @@ def write_reject(handle, reject: Reject) -> None:
     handle.write(line.encode("utf-8") + b"\n")
 
 
-def post_rows(posts: Sequence[Post], first_id: int) -> dict[str, list]:
+def post_rows(posts: Sequence[Post], first_id: int, hashtag_rule: str) -> dict[str, list]:
     """The post store's columns for `posts`, numbered from `first_id` (= their vector rows)."""
     return {
         "id": list(range(first_id, first_id + len(posts))),
         "post_id": [p.post_id for p in posts],
         "text": [p.text for p in posts],
-        "hashtags": [extract_hashtags(p.text) for p in posts],
+        "hashtags": [extract_hashtags(p.text, hashtag_rule) for p in posts],
         "author": [p.author for p in posts],
         "created_at": [p.created_at for p in posts],
         "retweet_of": [p.retweet_of for p in posts],
@@ -173,6 +173,7 @@ def _build_state(posts_in: Corpus, encoder: Encoder, config: BuildConfig) -> dic
         "corpus": files,
         "reader": dataclasses.asdict(config.reader),
         "encoder": encoder.config.to_dict(),
+        "hashtag_rule": config.hashtag_rule,
     }
 
 
@@ -277,7 +278,7 @@ def build_index(
                 report.encode_seconds += time.perf_counter() - tick
                 advance(bar, len(chunk) - len(posts))
                 vectors.astype(np.float16).tofile(vectors_out)
-                rows = post_rows(posts, next_id)
+                rows = post_rows(posts, next_id, config.hashtag_rule)
                 next_id += len(posts)
                 report.seconds = earlier_seconds + time.perf_counter() - started
                 store.commit_chunk(rows, {
@@ -292,7 +293,7 @@ def build_index(
                     reject = Reject(source, line, DUPLICATE_POST_ID, f"post id {post_id} appeared earlier")
                     write_reject(rejects, reject)
                 report.duplicates = len(repeated)
-                store.commit_chunk(post_rows([], next_id), {
+                store.commit_chunk(post_rows([], next_id, config.hashtag_rule), {
                     "chunk": -1, "records": report.read, "vector_rows": next_id,
                     "rejects_bytes": sync_file(rejects), "stats": json.dumps(report.as_dict()),
                 }, delete=[row[0] for row in repeated])
@@ -318,6 +319,7 @@ def build_index(
         count=report.indexed,
         vector_rows=next_id,
         k_factor=plan.k_factor,
+        hashtag_rule=config.hashtag_rule,
     )
     manifest = write_faiss(directory, manifest, ids, FAISS_INDEX, config.target_recall)
     report.seconds = earlier_seconds + time.perf_counter() - started

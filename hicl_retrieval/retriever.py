@@ -16,7 +16,7 @@ from .encoder import Encoder
 from .errors import HiclError
 from .filters import Filter
 from .index import IndexDir, Manifest
-from .text import CopyKey, strip_hashtags
+from .text import DEFAULT_HASHTAG_RULE, CopyKey, strip_hashtags
 from .vectors import exact_search, reranked
 
 # A filtered search on an approximate index scans the matching posts' float16 vectors exactly
@@ -67,16 +67,16 @@ def _hit(row: dict[str, Any], score: float) -> Hit:
 class _Kept:
     """The hits accepted so far for one query, and what makes a candidate a copy of them."""
 
-    def __init__(self, query: str | None, dedupe: bool) -> None:
-        self.dedupe = dedupe
-        self.keys = [CopyKey.of(query)] if query and dedupe else []
+    def __init__(self, query: str | None, dedupe: bool, hashtag_rule: str) -> None:
+        self.dedupe, self.hashtag_rule = dedupe, hashtag_rule
+        self.keys = [CopyKey.of(query, rule=hashtag_rule)] if query and dedupe else []
         self.post_ids: set[str] = set()
         self.hits: list[Hit] = []
 
     def offer(self, row: dict[str, Any], score: float) -> None:
         """Keep `row` unless de-duplicating and it is a copy of the query or of a kept hit."""
         if self.dedupe:
-            key = CopyKey.of(row["text"], row["dup_key"])
+            key = CopyKey.of(row["text"], row["dup_key"], self.hashtag_rule)
             linked = {row["post_id"], row["retweet_of"]} - {None}
             if linked & self.post_ids or any(key.copies(seen) for seen in self.keys):
                 return
@@ -86,10 +86,11 @@ class _Kept:
 
 
 def distinct_hits(candidates: Iterable[tuple[float, dict[str, Any] | None]], query: str | None, k: int, *,
-                  dedupe: bool = True) -> list[Hit]:
+                  dedupe: bool = True, hashtag_rule: str = DEFAULT_HASHTAG_RULE) -> list[Hit]:
     """The first `k` of (score, store row) candidates, best first, without copies of the `query`
-    text or of a better hit when `dedupe` (see `CopyKey`); rows that are None (deleted) skipped."""
-    kept = _Kept(query, dedupe)
+    text or of a better hit when `dedupe` (see `CopyKey`, whose keys without hashtags follow
+    `hashtag_rule`); rows that are None (deleted) skipped."""
+    kept = _Kept(query, dedupe, hashtag_rule)
     for score, row in candidates:
         if row is not None:
             kept.offer(row, score)
@@ -223,7 +224,8 @@ class Retriever:
                 where = f" (query {number} of {len(queries)})" if len(queries) > 1 else ""
                 raise HiclError(f"the query is empty{where}; give the text of a post, or leave it out")
         # A query of only hashtags keeps them: stripped, it would be an empty text near every post.
-        texts = [(strip_hashtags(q) or q) if strip_query_hashtags else q for q in queries]
+        rule = self.manifest.hashtag_rule
+        texts = [(strip_hashtags(q, rule) or q) if strip_query_hashtags else q for q in queries]
         vectors = self.encoder.encode(texts, batch_size=batch_size)
         hits = self.search_vectors(vectors, k, queries=queries, dedupe=dedupe, filter=filter)
         return [SearchResult(query=q, hits=h) for q, h in zip(queries, hits)]
@@ -250,7 +252,8 @@ class Retriever:
             still = []
             for row_of_query, query in enumerate(pending):
                 candidates = ((score, rows.get(int(post))) for score, post in zip(scores[row_of_query], ids[row_of_query]))
-                results[query] = distinct_hits(candidates, texts[query], k, dedupe=dedupe)
+                results[query] = distinct_hits(candidates, texts[query], k, dedupe=dedupe,
+                                               hashtag_rule=self.manifest.hashtag_rule)
                 if len(results[query]) < k and fetch < total:
                     still.append(query)
             pending = still

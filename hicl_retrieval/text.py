@@ -1,17 +1,27 @@
 """Post text: hashtags, BERTweet normalisation, hashtag stripping, duplicate keys.
 
-Hashtag rules follow the HICL reference code (`preprocess_match.py`), with one change:
+Two hashtag rules; tags are lower-cased and listed once each, in order of first appearance,
+and ``#`` inside a word (``C#``, ``abc#def``) or an HTML entity (``&#39;``) never starts one.
+
+``twitter`` (the default) extracts hashtags as Twitter does (twitter-text): ``#`` or ``＃``
+then letters, combining marks, digits and ``_`` of any script, with at least one letter or
+mark (``#Covid_19``, ``#東京``, ``#हिन्दी``; not ``#2013``); a tag followed by another ``#``
+or by ``://`` is none; a tag cut off by the Twitter API (followed by ``…`` or ``...``) is dropped.
+
+``hicl`` reproduces the HICL reference code (`preprocess_match.py`) exactly, for experiments
+that must match it:
 
 - a candidate is ``#`` followed by non-space characters, at the start of the text or after a
-  character that is not a letter, digit, ``_`` or ``&`` (so ``C#``, ``abc#def`` and the HTML
-  entity ``&#39;`` are not hashtags; the reference extracts ``#def`` from ``abc#def``);
+  character that is not a letter, digit, ``_`` or ``&`` (the reference itself extracts ``#def``
+  from ``abc#def``: the one change);
 - it is at most 30 characters long, ``#`` included;
 - its first character after ``#`` is a letter;
 - a tag truncated by the Twitter API (ending in ``…`` or ``...``) is dropped;
 - one trailing punctuation character is removed (``#flood,`` gives ``#flood``);
 - what remains must be ASCII letters and digits only (``#yyc#flood``, ``#black_lives`` and
-  tags in other scripts are dropped, as in the reference);
-- tags are lower-cased and each is listed once, in order of first appearance.
+  tags in other scripts are dropped).
+
+An index records the rule it was built with, and its queries are stripped by the same rule.
 """
 
 from __future__ import annotations
@@ -19,12 +29,24 @@ from __future__ import annotations
 import random
 import re
 import string
+import sys
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+
+from .errors import HiclError
+
+HASHTAG_RULES = ("twitter", "hicl")
+DEFAULT_HASHTAG_RULE = "twitter"
 
 _CANDIDATE = re.compile(r"(?<![\w&])#\S+")
 _ASCII_TAG = re.compile(r"#[A-Za-z0-9]+")
 _MAX_TAG_CHARS = 30
+# twitter-text's hashtag characters besides letters, marks, digits and "_": joiners and the
+# punctuation some scripts write inside words.
+_TWITTER_EXTRA = "\u200c\u200d\ua67e\u05be\u05f3\u05f4\uff5e\u301c\u309b\u309c\u30a0\u30fb\u3003\u0f0b\u0f0c\u00b7"
+# Planes that hold combining marks (0-3 and the variation selectors of plane 14).
+_MARK_PLANES = (range(0, 0x32400), range(0xE0000, 0xE0200))
 
 _RT_PREFIX = re.compile(r"^(?:rt\s+@\w+:?\s*)+", re.IGNORECASE)
 _URL = re.compile(r"(?:https?://|www\.)\S*", re.IGNORECASE)
@@ -33,8 +55,47 @@ _TRUNCATED_TAIL = re.compile(r"\s*\S*(?:…|\.\.\.)\s*$")
 _NON_WORD = re.compile(r"[\W_]+")
 
 
-def _hashtag_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, tag as written) for every qualifying hashtag in `text`."""
+def check_hashtag_rule(rule: str) -> str:
+    if rule not in HASHTAG_RULES:
+        raise HiclError(f"unknown hashtag rule {rule!r}; choose one of {', '.join(HASHTAG_RULES)}")
+    return rule
+
+
+@lru_cache(maxsize=1)
+def _twitter_pattern() -> re.Pattern:
+    """``#`` and a run of hashtag characters; Python's ``\\w`` has letters, digits and ``_``, not marks."""
+    marks, start = [], None
+    for plane in _MARK_PLANES:
+        for code in [*plane, plane.stop]:
+            is_mark = code < plane.stop and code <= sys.maxunicode and unicodedata.category(chr(code))[0] == "M"
+            if is_mark and start is None:
+                start = code
+            elif not is_mark and start is not None:
+                marks.append(f"{re.escape(chr(start))}-{re.escape(chr(code - 1))}")
+                start = None
+    word = "\\w" + "".join(marks) + re.escape(_TWITTER_EXTRA)
+    return re.compile(f"(?<![{word}&])[#＃](?![\ufe0f\u20e3])([{word}]+)")
+
+
+def _is_tag_letter(char: str) -> bool:
+    return char.isalpha() or unicodedata.category(char)[0] == "M"
+
+
+def _twitter_spans(text: str) -> list[tuple[int, int, str]]:
+    spans = []
+    for match in _twitter_pattern().finditer(text):
+        rest = text[match.end():match.end() + 3]
+        if rest.startswith(("#", "＃", "://", "…", "...")) or not any(map(_is_tag_letter, match.group(1))):
+            continue
+        spans.append((match.start(), match.end(), "#" + match.group(1)))
+    return spans
+
+
+def _hashtag_spans(text: str, rule: str = DEFAULT_HASHTAG_RULE) -> list[tuple[int, int, str]]:
+    """(start, end, tag as written) for every qualifying hashtag in `text`, by `rule`."""
+    if rule == "twitter":
+        return _twitter_spans(text)
+    check_hashtag_rule(rule)
     spans = []
     for match in _CANDIDATE.finditer(text):
         tag = match.group()
@@ -49,31 +110,32 @@ def _hashtag_spans(text: str) -> list[tuple[int, int, str]]:
     return spans
 
 
-def extract_hashtags(text: str) -> list[str]:
+def extract_hashtags(text: str, rule: str = DEFAULT_HASHTAG_RULE) -> list[str]:
     """Lower-cased hashtags of `text` (with ``#``), each once, in order of appearance."""
     seen: dict[str, None] = {}
-    for _, _, tag in _hashtag_spans(text):
-        seen.setdefault(tag.lower(), None)
+    for _, _, tag in _hashtag_spans(text, rule):
+        seen.setdefault("#" + tag[1:].lower(), None)
     return list(seen)
 
 
-def strip_hashtags(text: str) -> str:
+def strip_hashtags(text: str, rule: str = DEFAULT_HASHTAG_RULE) -> str:
     """`text` without its hashtags (as `extract_hashtags` finds them), spaces collapsed.
 
     Used on queries, so that retrieval matches the topic of a post rather than the tag
     string itself (the HICL ``--hashprocess remove`` option).
     """
-    return drop_hashtags(text, 1.0)
+    return drop_hashtags(text, 1.0, rule=rule)
 
 
-def drop_hashtags(text: str, probability: float, rng: random.Random | None = None) -> str:
+def drop_hashtags(text: str, probability: float, rng: random.Random | None = None, *,
+                  rule: str = DEFAULT_HASHTAG_RULE) -> str:
     """`text` with each hashtag removed with `probability` (independently), spaces collapsed.
 
     The hashtag noise of contrastive encoder training: a model that sees the tag string of
     its positive every time learns to match tags, not topics.
     """
     pieces, last = [], 0
-    for start, end, _ in _hashtag_spans(text):
+    for start, end, _ in _hashtag_spans(text, rule):
         if probability >= 1.0 or (rng or random).random() < probability:
             pieces.append(text[last:start])
             last = end
@@ -215,10 +277,10 @@ class CopyKey:
     bare: str
 
     @classmethod
-    def of(cls, text: str, key: str | None = None) -> CopyKey:
+    def of(cls, text: str, key: str | None = None, rule: str = DEFAULT_HASHTAG_RULE) -> CopyKey:
         """`text`'s keys; `key`: its `duplicate_key` when already known (stored with the post)."""
         key = duplicate_key(text) if key is None else key
-        return cls(key, duplicate_key(strip_hashtags(text)) if "#" in text else key)
+        return cls(key, duplicate_key(strip_hashtags(text, rule)) if "#" in text or "＃" in text else key)
 
     def copies(self, other: CopyKey) -> bool:
         if is_near_duplicate(self.key, other.key):

@@ -40,7 +40,7 @@ from .encoder import Encoder
 from .errors import HiclError
 from .metrics import RetrievalScores, score_rankings, shares_hashtag
 from .pairs import PairBatches, TagVocabulary
-from .text import drop_hashtags, duplicate_key, extract_hashtags, strip_hashtags
+from .text import DEFAULT_HASHTAG_RULE, drop_hashtags, duplicate_key, extract_hashtags, strip_hashtags
 
 LOG = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -66,6 +66,7 @@ class TrainingData:
     rejected: Counter = field(default_factory=Counter)
     repeated: int = 0
     """Posts dropped because an earlier post has the same text (retweets and copies)."""
+    hashtag_rule: str = DEFAULT_HASHTAG_RULE
 
     @property
     def digest(self) -> str:
@@ -91,7 +92,7 @@ def load_training_data(corpus: Corpus, config: TrainConfig) -> TrainingData:
             continue
         seen.add(key)
         texts.append(record.text)
-    tags = [extract_hashtags(text) for text in texts]
+    tags = [extract_hashtags(text, config.hashtag_rule) for text in texts]
     vocabulary = TagVocabulary.build(tags, min_count=config.min_count, max_share=config.max_share)
     eligible = [i for i, post_tags in enumerate(tags) if vocabulary.eligible(post_tags)]
     if config.held_out > len(eligible) // 2:
@@ -106,7 +107,8 @@ def load_training_data(corpus: Corpus, config: TrainConfig) -> TrainingData:
     train = [i for i in range(len(texts)) if i not in held]
     sample = rng.sample(train, min(len(train), max(0, config.eval_corpus - len(held_out))))
     return TrainingData(texts=texts, tags=tags, vocabulary=vocabulary, train=train, held_out=held_out,
-                        eval_corpus=sorted(held_out + sample), read=read, rejected=rejected, repeated=repeated)
+                        eval_corpus=sorted(held_out + sample), read=read, rejected=rejected, repeated=repeated,
+                        hashtag_rule=config.hashtag_rule)
 
 
 def evaluate(encoder: Encoder, data: TrainingData, *, batch_size: int = 64) -> RetrievalScores:
@@ -117,7 +119,8 @@ def evaluate(encoder: Encoder, data: TrainingData, *, batch_size: int = 64) -> R
     encoder.model.eval()
     try:
         corpus = encoder.encode([data.texts[i] for i in data.eval_corpus], batch_size=batch_size)
-        queries = encoder.encode([strip_hashtags(data.texts[i]) for i in data.held_out], batch_size=batch_size)
+        queries = encoder.encode([strip_hashtags(data.texts[i], data.hashtag_rule) for i in data.held_out],
+                                 batch_size=batch_size)
     finally:
         encoder.model.train(was_training)
     scores = torch.from_numpy(queries) @ torch.from_numpy(corpus).T
@@ -310,9 +313,10 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
         while step < config.steps:
             tick = time.perf_counter()
             pairs = [(data.train[a], data.train[p]) for a, p in sampler.batch()]
-            anchors = [drop_hashtags(data.texts[a], config.anchor_drop, noise) for a, _ in pairs]
-            positives = [drop_hashtags(data.texts[p], config.positive_drop, noise) for _, p in pairs]
-            negatives = [drop_hashtags(data.texts[i], config.positive_drop, noise)
+            rule = config.hashtag_rule
+            anchors = [drop_hashtags(data.texts[a], config.anchor_drop, noise, rule=rule) for a, _ in pairs]
+            positives = [drop_hashtags(data.texts[p], config.positive_drop, noise, rule=rule) for _, p in pairs]
+            negatives = [drop_hashtags(data.texts[i], config.positive_drop, noise, rule=rule)
                          for i in negative_rng.sample(untagged, min(config.untagged_negatives, len(untagged)))]
             losses.append(_train_step(encoder, anchors, positives, config, negatives))
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

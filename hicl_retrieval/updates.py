@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .bounds import COUNT, K_FACTOR, MEMORY, RECALL, check
 from .config import ReaderConfig
-from .corpus import Corpus, Post, Reject
+from .corpus import Corpus, Post, Reject, normalize_post_id
 from .encoder import Encoder
 from .errors import HiclError
 from .filters import Filter
@@ -162,7 +162,7 @@ def add_posts(
                         np.float16).tofile(vectors_out)
                     advance(bar, len(chunk) - len(fresh))
                     if fresh:
-                        store.insert(post_rows(fresh, next_id))
+                        store.insert(post_rows(fresh, next_id, manifest.hashtag_rule))
                     next_id += len(fresh)
                 sync_file(vectors_out)
                 sync_file(rejects)
@@ -197,6 +197,7 @@ def delete_posts(path: str | Path, *, post_ids: Sequence[str] = (), filter: Filt
     Their rows leave the post store now, so no search returns them; their vectors stay in the
     files until `compact`.
     """
+    post_ids = [normalized for normalized in map(normalize_post_id, post_ids) if normalized]  # as the readers store them
     if not post_ids and not filter:
         raise HiclError("say which posts to delete: post ids or a filter")
     with _writing(path) as (directory, manifest):

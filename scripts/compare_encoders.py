@@ -28,7 +28,7 @@ import json
 import time
 from pathlib import Path
 
-from experiment_steps import index, stage
+from experiment_steps import HASHTAG_RULE, index, stage
 
 from hicl_retrieval import native
 from hicl_retrieval.config import MODEL_PRESET_FILE, TrainConfig, resolve_encoder
@@ -88,7 +88,7 @@ def main() -> None:
     config = TrainConfig(
         base=resolve_encoder("minilm"), steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
         untagged_negatives=args.untagged_negatives, base_share=args.base_share, held_out=args.queries,
-        eval_every=args.eval_every, checkpoint_every=args.eval_every,
+        eval_every=args.eval_every, checkpoint_every=args.eval_every, hashtag_rule=HASHTAG_RULE,
         threads=args.threads, progress=False,
     )
     model = trained_encoder(corpus, work / "minilm-hashtag", config)

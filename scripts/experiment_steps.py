@@ -9,6 +9,9 @@ from hicl_retrieval.config import BuildConfig, resolve_encoder
 from hicl_retrieval.index import MANIFEST, IndexDir
 from hicl_retrieval.indexer import build_index
 
+HASHTAG_RULE = "hicl"
+"""The experiments follow the HICL recipe: hashtags as its reference code extracts them."""
+
 
 def stage(name: str, started: float) -> None:
     """One progress line: seconds since `started` and what was just done."""
@@ -18,7 +21,8 @@ def stage(name: str, started: float) -> None:
 def index(corpus: list[Path], out: Path, encoder: str) -> Path:
     """Build, or reuse a finished index of the same encoder."""
     if not (out / MANIFEST).exists():
-        build_index(corpus, out, BuildConfig(encoder=resolve_encoder(encoder), progress=False))
+        build_index(corpus, out, BuildConfig(encoder=resolve_encoder(encoder), hashtag_rule=HASHTAG_RULE,
+                                             progress=False))
     manifest = IndexDir(out).read_manifest()
     print(f"  {out.name}: {manifest.count} posts, {manifest.faiss_factory}, "
           f"built in {manifest.stats.get('seconds', 0):.0f} s", flush=True)

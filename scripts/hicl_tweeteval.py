@@ -52,7 +52,7 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from experiment_steps import index, stage
+from experiment_steps import HASHTAG_RULE, index, stage
 
 from hicl_retrieval import native
 from hicl_retrieval.augment import augment_file
@@ -112,15 +112,15 @@ def bm25_augment(files: list[Path], excluded: list[Path], inputs: dict[str, Path
                 if line.strip():
                     posts.setdefault(duplicate_key(line), line.strip())
     texts = list(posts.values())
-    keys = [CopyKey.of(text, key) for key, text in posts.items()]
+    keys = [CopyKey.of(text, key, HASHTAG_RULE) for key, text in posts.items()]
     bm25 = Bm25(texts)
     for split, path in inputs.items():
         rows = _rows(path)
-        queries = [strip_hashtags(row["text"]) if strip_query_hashtags else row["text"] for row in rows]
+        queries = [strip_hashtags(row["text"], HASHTAG_RULE) if strip_query_hashtags else row["text"] for row in rows]
         found = bm25.search(queries, k=10)
         lines = []
         for row, hits in zip(rows, found):
-            key = CopyKey.of(row["text"])
+            key = CopyKey.of(row["text"], rule=HASHTAG_RULE)
             best = next((texts[i] for _, i in hits if not key.copies(keys[i])), "")
             lines.append(json.dumps({**row, "text0": best}, ensure_ascii=False) + "\n")
         (out / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
@@ -140,9 +140,9 @@ def drawn_demonstrations(inputs: dict[str, Path], out: Path, same_label: bool, s
         lines = []
         for row in _rows(path):
             pool = by_label[row["labels"]] if same_label else train
-            key = CopyKey.of(row["text"])
+            key = CopyKey.of(row["text"], rule=HASHTAG_RULE)
             shown = next((pick["text"] for pick in rng.sample(pool, min(len(pool), 20))
-                          if not key.copies(CopyKey.of(pick["text"]))), "")
+                          if not key.copies(CopyKey.of(pick["text"], rule=HASHTAG_RULE))), "")
             lines.append(json.dumps({**row, "text0": shown}, ensure_ascii=False) + "\n")
         (out / f"{split}.jsonl").write_text("".join(lines), encoding="utf-8")
 

@@ -179,3 +179,16 @@ def test_17_an_add_that_adds_nothing_leaves_the_index_unchanged(setup, capsys, t
     err = one_line_error(capsys, ["add", index, corpus, "--quiet"])
     assert "no post added: all 1 records were rejected (bad_row 1)" in err and "is unchanged" in err
     assert (index / "manifest.json").read_bytes() == before
+
+
+def test_26_the_progress_bar_has_a_total_and_27_a_folder_is_a_corpus(setup, capsys, tmp_path):
+    _, corpus, _, _, encoder = setup
+    folder = tmp_path / "dump"
+    folder.mkdir()
+    (folder / "posts.jsonl").write_bytes(corpus.read_bytes())
+    (folder / "notes.md").write_text("not posts\n", encoding="utf-8")
+    assert main(["build", str(folder), "--out", str(tmp_path / "index"), "--encoder", str(encoder)]) == 0
+    captured = capsys.readouterr()
+    assert f"skipped 1 files of no known corpus format: {folder / 'notes.md'}" in captured.err
+    assert "reading and encoding: 100%" in captured.err and "65/65 [" in captured.err  # total and ETA known
+    assert "read 65, indexed 62" in captured.out

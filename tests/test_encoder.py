@@ -130,3 +130,16 @@ def test_int8_quantisation_stays_close_to_float32(tiny_hashencoder, tiny_encoder
     assert np.min(np.sum(ours * exact, axis=1)) > 0.95  # cosine to the float32 vector
     with pytest.raises(HiclError, match="unknown quantize"):
         EncoderConfig(model="x/y", quantize="int4")
+
+
+def test_20_an_unreachable_hub_fails_in_seconds_not_a_minute(monkeypatch):
+    import time
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    started = time.perf_counter()
+    with pytest.raises(HiclError) as error:
+        Encoder(EncoderConfig(model="hicl-test/not-a-model-anywhere"))
+    assert time.perf_counter() - started < 10
+    assert "the hub cannot be reached from this machine and the model is not in the local cache" in str(error.value)
+    assert "--encoder minilm" in str(error.value)

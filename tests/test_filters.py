@@ -9,6 +9,7 @@ import pytest
 from hicl_retrieval import BuildConfig, Condition, Filter, HiclError, Retriever, build_index
 from hicl_retrieval.cli import main
 from hicl_retrieval.filters import from_options
+from hicl_retrieval.index import MANIFEST, IndexDir, Manifest
 from hicl_retrieval.text import extract_hashtags
 
 from test_index import TOPICS
@@ -176,3 +177,42 @@ def test_4_filter_times_read_digits_as_dates_and_unix_seconds_only_with_an_at(va
 def test_4_ambiguous_digits_are_refused_with_the_way_to_write_them():
     with pytest.raises(HiclError, match="@1414022400"):
         from_options(until="1414022400")
+
+
+def test_24_authors_match_whatever_their_case_and_at_sign(tmp_path, tiny_encoder):
+    corpus = tmp_path / "news.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"{TOPICS[i % 5]} bulletin {i}", "author": name}) + "\n"
+                              for i, name in enumerate(["BBCBreaking", "@BBCBreaking", "bbcbreaking", "cnn"])))
+    build_index([corpus], tmp_path / "idx", BuildConfig(encoder=tiny_encoder.config, progress=False),
+                encoder=tiny_encoder)
+    with Retriever(tmp_path / "idx", encoder=tiny_encoder) as retriever:
+        for name in ("bbcbreaking", "@BBCBREAKING", " BBCBreaking "):
+            hits = retriever.search("bulletin", k=10, filter=from_options(authors=[name]))[0].hits
+            assert sorted(h.author for h in hits) == ["@BBCBreaking", "BBCBreaking", "bbcbreaking"], name
+        others = retriever.search("bulletin", k=10, filter=from_options(exclude_authors=["BBCBREAKING"]))[0].hits
+        assert [h.author for h in others] == ["cnn"]
+
+
+@pytest.mark.parametrize("rule", ["twitter", "hicl"])
+def test_23_the_index_records_its_hashtag_rule_and_filters_and_strips_by_it(tmp_path, tiny_encoder, capsys, rule):
+    corpus = tmp_path / "tags.jsonl"
+    corpus.write_text("".join(json.dumps({"text": f"{TOPICS[i % 5]} note {i} #Covid_19 #東京"}) + "\n" for i in range(5))
+                      + "".join(json.dumps({"text": f"{TOPICS[i % 5]} other {i}"}) + "\n" for i in range(5)))
+    index = tmp_path / rule
+    build_index([corpus], index, BuildConfig(encoder=tiny_encoder.config, progress=False, hashtag_rule=rule),
+                encoder=tiny_encoder)
+    with Retriever(index, encoder=tiny_encoder) as retriever:
+        assert retriever.manifest.hashtag_rule == rule
+        tagged = retriever.search("note", k=10, filter=from_options(has_hashtags=["Covid_19"]))[0].hits
+        tokyo = retriever.search("note", k=10, filter=from_options(has_hashtags=["#東京"]))[0].hits
+        assert (len(tagged), len(tokyo)) == ((5, 5) if rule == "twitter" else (0, 0))
+    assert main(["info", str(index)]) == 0
+    assert f"hashtags    {rule} rule" in capsys.readouterr().out
+
+
+def test_23_an_index_built_before_the_rule_was_recorded_keeps_the_hicl_rule(indexes):
+    built, _, _ = indexes
+    data = json.loads((built["Flat"] / MANIFEST).read_text())
+    data.pop("hashtag_rule")
+    assert Manifest.from_dict(data).hashtag_rule == "hicl"
+    assert IndexDir(built["Flat"]).read_manifest().hashtag_rule == "twitter"

@@ -27,13 +27,34 @@ from hicl_retrieval.text import (
         ("", []),
     ],
 )
-def test_extract_hashtags_follows_the_documented_rules(text, tags):
-    assert extract_hashtags(text) == tags
+def test_the_hicl_rule_follows_the_reference_code(text, tags):
+    assert extract_hashtags(text, "hicl") == tags
+
+
+@pytest.mark.parametrize(
+    ("text", "tags"),
+    [
+        ("Flooding in #Calgary #yycflood!", ["#calgary", "#yycflood"]),
+        ("#Flood, #flood and #FLOOD", ["#flood"]),
+        ("#Covid_19 #東京 #हिन्दी #Ünïcödé ＃全角", ["#covid_19", "#東京", "#हिन्दी", "#ünïcödé", "#全角"]),  # 23
+        ("#2013 #1direction #_", ["#1direction"]),  # a letter somewhere, digits alone are no tag
+        ("truncated #abflo… and #abflood...", []),
+        ("#yyc#flood and #link://x", []),  # followed by another # or by ://
+        ("C# and abc#def and &#39;quote", []),
+        ("(#inParens) #double!! #ok.", ["#inparens", "#double", "#ok"]),  # a tag ends where its characters do
+        ("#" + "a" * 40, ["#" + "a" * 40]),  # no length limit
+        ("", []),
+    ],
+)
+def test_the_twitter_rule_is_the_default(text, tags):
+    assert extract_hashtags(text) == extract_hashtags(text, "twitter") == tags
 
 
 def test_strip_hashtags_removes_exactly_the_extracted_tags():
     assert strip_hashtags("Water everywhere #yycflood, stay safe #abflood") == "Water everywhere , stay safe"
     assert strip_hashtags("C# is not a tag #2013") == "C# is not a tag #2013"
+    assert strip_hashtags("stay safe #Covid_19 #東京") == "stay safe"
+    assert strip_hashtags("stay safe #Covid_19 #東京", "hicl") == "stay safe #Covid_19 #東京"
 
 
 def test_duplicate_key_ignores_retweet_prefix_links_mentions_and_case():

@@ -151,3 +151,15 @@ def test_cli_add_delete_compact(index, tmp_path, capsys):
     assert f"compacted to {305 - 1 - sum(r['author'] == 'user3' for r in rows)} posts" in capsys.readouterr().out
     assert main(["delete", str(path)]) == 1
     assert "post ids or a filter" in capsys.readouterr().err
+
+
+def test_25_delete_finds_post_ids_however_the_dump_quoted_them(tmp_path, tiny_encoder, capsys):
+    corpus = tmp_path / "quoted.csv"
+    corpus.write_text("id,text\n'3141592653589793',pi day post\n\" 2718281828 \",e post\n7,seven post\n",
+                      encoding="utf-8")
+    build_index([corpus], tmp_path / "idx", BuildConfig(encoder=tiny_encoder.config, progress=False),
+                encoder=tiny_encoder)
+    assert main(["delete", str(tmp_path / "idx"), "--post-id", "3141592653589793", "--post-id", "'2718281828'"]) == 0
+    assert "2 posts deleted" in capsys.readouterr().out
+    with Retriever(tmp_path / "idx", encoder=tiny_encoder) as retriever:
+        assert [h.post_id for h in retriever.search("post", k=5)[0].hits] == ["7"]
