@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .indexer import BuildReport, build_index
     from .retriever import Hit, Retriever, SearchResult
     from .updates import add_posts, compact, delete_posts, reindex
+    from .verify import VerifyReport, verify_index
 
 _LAZY = {
     "Encoder": "encoder",
@@ -38,11 +39,14 @@ _LAZY = {
     "Hit": "retriever",
     "Retriever": "retriever",
     "SearchResult": "retriever",
+    "VerifyReport": "verify",
+    "verify_index": "verify",
 }
 
 __all__ = [
     "BuildConfig", "BuildReport", "Condition", "Filter", "Encoder", "EncoderConfig", "HiclError", "Hit", "ReaderConfig",
-    "Retriever", "SearchResult", "add_posts", "build_index", "compact", "delete_posts", "reindex", "resolve_encoder",
+    "Retriever", "SearchResult", "VerifyReport", "add_posts", "build_index", "compact", "delete_posts", "reindex",
+    "resolve_encoder", "verify_index",
 ]
 
 

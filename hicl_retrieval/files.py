@@ -17,7 +17,10 @@ def resolved(path: str | Path) -> str:
     it is given the same way, so ``./train.jsonl``, ``train.jsonl`` and ``/data/train.jsonl``
     name the same file however the build and the query spelled it.
     """
-    return str(Path(path).expanduser().resolve())
+    try:
+        return str(Path(path).expanduser().resolve())
+    except (OSError, ValueError):  # a name no file can have (a NUL, a loop of links): as written, made absolute
+        return os.path.abspath(os.path.expanduser(str(path)))
 
 
 def check_output(path: str | Path, *, inputs: Iterable[str | Path] = (), what: str = "output") -> Path:

@@ -227,7 +227,8 @@ class IndexDir:
         `except_faiss` leaves the FAISS file unchecked, for `reindex`, which replaces it.
         """
         if not self.path.is_dir():
-            raise HiclError(f"no index at {self.path}: the directory does not exist")
+            what = "is a file, not an index directory" if self.path.exists() else "does not exist"
+            raise HiclError(f"no index at {self.path}: it {what}")
         path = self.file(MANIFEST)
         if not path.is_file():
             raise HiclError(self._not_an_index())

@@ -3,10 +3,14 @@
 A quote that a row opens and never closes makes Python's `csv` read the following rows into
 that field: one bad row would silently swallow good ones. So records are parsed strictly, and
 a record that spans several lines is kept only when it parses cleanly into the header's number
-of fields. Otherwise its first line is rejected (``bad_row``, naming the unbalanced quote) and
-the lines after it are read again as rows of their own, so the row after a broken one is never
-lost. A row that stays on one line is parsed leniently instead (a stray quote inside a field
-is kept as text), as it always was.
+of fields with an even number of quote characters (well-formed CSV has only pairs: a quoted
+field's two and the doubled quotes inside it). Otherwise its first line is rejected
+(``bad_row``, naming the unbalanced quote) and the lines after it are read again as rows of
+their own, so the row after a broken one is never lost. A row that stays on one line is parsed
+leniently instead (a stray quote inside a field is kept as text), as it always was.
+
+What no reader can tell apart: two unbalanced quotes whose second is followed by the delimiter
+pair up into one well-formed field over several lines; that record is kept as one post.
 """
 
 from __future__ import annotations
@@ -84,6 +88,20 @@ def csv_columns(path: Path, fmt: str, config: ReaderConfig) -> list[str]:
     return [name.strip().lstrip("\ufeff") for name in header]
 
 
+def _spanning_problem(record: list[tuple[int, str | None]], row: list[str] | None, error: str | None,
+                      fields: int) -> str | None:
+    """Why a record over several lines is not a row with a quoted field spanning them, or None."""
+    if error is not None:
+        return error
+    if any(text is None for _, text in record):
+        return "it runs into an over-long line"
+    if len(row) != fields:
+        return f"{len(row)} fields, the header has {fields}"
+    if sum(text.count('"') for _, text in record) % 2:
+        return "an odd number of quotes"
+    return None
+
+
 def read_csv(path: Path, config: ReaderConfig, fmt: str = "csv") -> Iterator[Record]:
     """CSV/TSV with a header row; a record may span lines (quoted newlines)."""
     source = resolved(path)
@@ -122,15 +140,15 @@ def read_csv(path: Path, config: ReaderConfig, fmt: str = "csv") -> Iterator[Rec
                     row, error = None, str(exc)
                 record = lines.record
                 line = record[0][0]
-                if any(text is None for _, text in record):
-                    yield Reject(source, line, TOO_LONG, f"a line longer than {config.max_record_bytes} bytes")
-                    continue
-                if len(record) > 1 and (error is not None or len(row) != len(header)):
-                    # A quote opened on the first line ran on into the next ones: reject that line only.
-                    found = f"({error})" if error else f"({len(row)} fields, the header has {len(header)})"
-                    yield Reject(source, line, BAD_ROW,
-                                 f"a quote opened on this line is not closed before line {record[-1][0]} {found}")
-                    lines.read_again(record[1:])
+                if len(record) > 1:
+                    problem = _spanning_problem(record, row, error, len(header))
+                    if problem:  # a quote opened on the first line ran on into the next: reject that line only
+                        yield Reject(source, line, BAD_ROW, f"a quote opened on this line is not closed before "
+                                                            f"line {record[-1][0]} ({problem})")
+                        lines.read_again(record[1:])
+                        continue
+                elif record[0][1] is None:
+                    yield Reject(source, line, TOO_LONG, f"line longer than {config.max_record_bytes} bytes")
                     continue
                 if error is not None:
                     try:

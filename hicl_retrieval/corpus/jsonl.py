@@ -154,14 +154,31 @@ def _loads(text: str) -> Any:
         raise BadRecord(BAD_JSON, str(exc).splitlines()[0]) from None
 
 
+_FIRST_LINE_BYTES = 1 << 16
+
+
 def starts_with_array(path: Path) -> bool:
-    """Whether the (decompressed) content of `path` begins with ``[``: one JSON array, not JSON lines."""
+    """Whether `path` holds one JSON array rather than JSON lines.
+
+    It does when its content begins with ``[`` and its first line is either not a whole JSON
+    value (the array goes on over more lines) or a whole one with nothing after it (a minified
+    array). JSON lines whose first row happens to be a list, not an object, stay JSON lines.
+    """
     with open_binary(path) as stream:
         try:
-            head = stream.read(4096)
+            first = stream.readline(_FIRST_LINE_BYTES)
+            if not first.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"["):
+                return False
+            more = any(line.strip() for line in iter(lambda: stream.readline(_FIRST_LINE_BYTES), b""))
         except CorruptStream:
             return False
-    return head.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"[")
+    try:
+        json.loads(first.decode("utf-8", errors="replace"))
+    except RecursionError:
+        return False  # a whole value, too deep to read: a bad row of JSON lines
+    except ValueError:
+        return True  # the first line opens a value that goes on past it
+    return not more
 
 
 def read_jsonl(path: Path, config: ReaderConfig) -> Iterator[Record]:
