@@ -512,14 +512,13 @@ def _finetune(args: argparse.Namespace) -> None:
 
 
 def _verify(args: argparse.Namespace) -> None:
-    from .index import IndexDir
     from .verify import verify_index
 
     report = verify_index(args.index)
     print("\n".join(report.lines()))
     if report.damaged:
         names = ", ".join(check.what for check in report.damaged)
-        raise HiclError(f"{args.index} is damaged ({names}): {report.advice(IndexDir(args.index).read_manifest(check_sizes=False))}")
+        raise HiclError(f"{args.index} is damaged ({names}): {report.advice()}")
     print(f"{args.index}: intact")
 
 

@@ -170,6 +170,14 @@ class IndexDir:
         _write_json_atomically(directory.file(BUILD_STATE), state)
         return directory, False
 
+    def discard(self, *, keep_folder: bool) -> None:
+        """Remove the index files here (and the folder, unless `keep_folder`): a build with nothing to keep."""
+        for file in self.path.iterdir():
+            if _INDEX_FILE.match(file.name):
+                file.unlink()
+        if not keep_folder and not any(self.path.iterdir()):
+            self.path.rmdir()
+
     def read_build_state(self) -> dict[str, Any] | None:
         """The settings of the build under way here, or None."""
         try:

@@ -243,6 +243,7 @@ def build_index(
     announce(f"plan: {plan.describe()}")
     check_fits(plan, max_memory=config.max_memory, free_disk=free_disk(Path(out)))
     state = _build_state(posts_in, encoder, config)
+    folder_existed = Path(out).is_dir()
     directory, resuming = IndexDir.for_build(out, state, overwrite=config.overwrite)
     store = directory.open_store(read_only=False)
     try:
@@ -306,7 +307,7 @@ def build_index(
         store.close()
     if report.indexed == 0:
         message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS))
-        shutil.rmtree(directory.path)  # nothing worth resuming; a rerun starts clean
+        directory.discard(keep_folder=folder_existed)  # nothing worth resuming; a rerun starts clean
         raise HiclError(message)
 
     plan = plan_for(config.faiss_factory, report.indexed, encoder, config)

@@ -33,6 +33,7 @@ class Check:
 @dataclass
 class VerifyReport:
     index: Path
+    manifest: Manifest
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -42,8 +43,9 @@ class VerifyReport:
     def lines(self) -> list[str]:
         return [f"{'ok' if check.ok else 'DAMAGED':<8} {check.what}: {check.detail}" for check in self.checks]
 
-    def advice(self, manifest: Manifest) -> str:
+    def advice(self) -> str:
         """What to do about the damage found."""
+        manifest = self.manifest
         bad = {check.what.split()[0] for check in self.damaged}
         if bad <= {manifest.faiss_file}:
             return (f"the stored vectors and posts are intact: rebuild the FAISS index from them with "
@@ -57,7 +59,7 @@ def verify_index(path: str | Path) -> VerifyReport:
     """Every check of the index at `path`; a damaged part is reported, never raised."""
     directory = IndexDir(path)
     manifest = directory.read_manifest(check_sizes=False)
-    report = VerifyReport(directory.path)
+    report = VerifyReport(directory.path, manifest)
     for name in manifest.files:
         report.checks.append(_file_check(directory, manifest, name))
     ids = _store_check(directory, manifest, report)

@@ -29,7 +29,7 @@ from hicl_retrieval.config import ReaderConfig
 from hicl_retrieval.corpus import Corpus, Post, Reject
 from hicl_retrieval.errors import HiclError
 
-settings.register_profile("ci", max_examples=150, derandomize=True, deadline=None, database=None,
+settings.register_profile("ci", max_examples=300, derandomize=True, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("explore", max_examples=3000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
