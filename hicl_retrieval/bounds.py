@@ -52,7 +52,8 @@ class Bounds:
         if low is not None and high is not None:
             if not self.open_low and not self.open_high:
                 return f"between {low} and {high}"
-            return f"{'above' if self.open_low else 'at least'} {low} and {'below' if self.open_high else 'at most'} {high}"
+            lower = f"{'above' if self.open_low else 'at least'} {low}"
+            return f"{lower} and {'below' if self.open_high else 'at most'} {high}"
         if low is not None:
             return f"{'above' if self.open_low else 'at least'} {low}"
         if high is not None:

@@ -197,7 +197,7 @@ def delete_posts(path: str | Path, *, post_ids: Sequence[str] = (), filter: Filt
     Their rows leave the post store now, so no search returns them; their vectors stay in the
     files until `compact`.
     """
-    post_ids = [normalized for normalized in map(normalize_post_id, post_ids) if normalized]  # as the readers store them
+    post_ids = [normalized for normalized in map(normalize_post_id, post_ids) if normalized]  # as readers store them
     if not post_ids and not filter:
         raise HiclError("say which posts to delete: post ids or a filter")
     with _writing(path) as (directory, manifest):

@@ -181,3 +181,21 @@ def test_27_a_folder_is_read_recursively_and_unknown_files_are_named(tmp_path):
     (empty / "notes.md").write_text("x", encoding="utf-8")
     with pytest.raises(HiclError, match="holds no corpus file"):
         Corpus([empty])
+
+
+def test_21_one_pretty_printed_object_is_one_record(tmp_path):
+    response = {"data": [{"id": "1", "text": "smoke over the ridge", "author_id": "7"},
+                         {"id": "2", "text": "evacuate now", "author_id": "7"}],
+                "includes": {"users": [{"id": "7", "username": "ridgewatch"}]}}
+    path = tmp_path / "response.json"
+    path.write_text(json.dumps(response, indent=2), encoding="utf-8")
+    posts, rejects = read_all([path])
+    assert [(p.line, p.text, p.author) for p in posts] == [(1, "smoke over the ridge", "ridgewatch"),
+                                                             (1, "evacuate now", "ridgewatch")]
+    event = tmp_path / "event_description.json"
+    event.write_text(json.dumps({"name": "Alberta Floods", "year": 2013}, indent=4), encoding="utf-8")
+    assert [(r.line, r.reason) for r in read_all([event])[1]] == [(1, "missing_text")]
+    lines = tmp_path / "lines.jsonl"  # JSON lines whose first row is broken stay JSON lines
+    lines.write_text('{"text": "cut\n{"text": "whole"}\n', encoding="utf-8")
+    posts, rejects = read_all([lines])
+    assert [p.text for p in posts] == ["whole"] and [(r.line, r.reason) for r in rejects] == [(1, "bad_json")]

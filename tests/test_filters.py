@@ -196,8 +196,9 @@ def test_24_authors_match_whatever_their_case_and_at_sign(tmp_path, tiny_encoder
 @pytest.mark.parametrize("rule", ["twitter", "hicl"])
 def test_23_the_index_records_its_hashtag_rule_and_filters_and_strips_by_it(tmp_path, tiny_encoder, capsys, rule):
     corpus = tmp_path / "tags.jsonl"
-    corpus.write_text("".join(json.dumps({"text": f"{TOPICS[i % 5]} note {i} #Covid_19 #東京"}) + "\n" for i in range(5))
-                      + "".join(json.dumps({"text": f"{TOPICS[i % 5]} other {i}"}) + "\n" for i in range(5)))
+    tagged = [json.dumps({"text": f"{TOPICS[i % 5]} note {i} #Covid_19 #東京"}) for i in range(5)]
+    other = [json.dumps({"text": f"{TOPICS[i % 5]} other {i}"}) for i in range(5)]
+    corpus.write_text("\n".join(tagged + other) + "\n")
     index = tmp_path / rule
     build_index([corpus], index, BuildConfig(encoder=tiny_encoder.config, progress=False, hashtag_rule=rule),
                 encoder=tiny_encoder)

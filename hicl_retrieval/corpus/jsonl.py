@@ -1,9 +1,10 @@
-"""JSON posts: one object a line (JSONL), or one array of objects, read as a stream either way.
+"""JSON posts: one object a line (JSONL), one array of objects, or one object over many lines.
 
 An object is a Twitter/X API v1.1 tweet, an API v2 tweet or response (``data`` with
 ``includes``), or any object with a text key. A JSON array (as many published tweet datasets
 ship) is decoded one element at a time, so a file of any size takes the memory of one element;
-its records are numbered by their position in the array, as Parquet rows are.
+its records are numbered by their position in the array, as Parquet rows are. A file holding
+one pretty-printed object (an API v2 response saved as it came) is one record, at line 1.
 """
 
 from __future__ import annotations
@@ -172,19 +173,50 @@ def starts_with_array(path: Path) -> bool:
             more = any(line.strip() for line in iter(lambda: stream.readline(_FIRST_LINE_BYTES), b""))
         except CorruptStream:
             return False
+    return not _whole_value(first) or not more
+
+
+def _one_document(path: Path, limit: int) -> tuple[bool, Any]:
+    """(True, the value) when `path` is one JSON object over several lines, not JSON lines.
+
+    It is when its first line opens an object it does not close and the whole file, at most
+    `limit` bytes, is one JSON value; JSON lines never are (their lines are several values).
+    """
+    with open_binary(path) as stream:
+        try:
+            first = stream.readline(limit + 1)
+            if not first.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"{") or _whole_value(first):
+                return False, None
+            data = first + stream.read(limit + 1 - len(first))
+        except CorruptStream:
+            return False, None
+    if len(data) > limit:
+        return False, None
     try:
-        json.loads(first.decode("utf-8", errors="replace"))
-    except RecursionError:
-        return False  # a whole value, too deep to read: a bad row of JSON lines
+        return True, json.loads(data.decode("utf-8-sig"))
+    except (ValueError, RecursionError):
+        return False, None
+
+
+def _whole_value(line: bytes) -> bool:
+    """Whether `line` is one whole JSON value (a nesting too deep to read counts: it is a bad row)."""
+    try:
+        json.loads(line.decode("utf-8", errors="replace"))
     except ValueError:
-        return True  # the first line opens a value that goes on past it
-    return not more
+        return False
+    except RecursionError:
+        pass
+    return True
 
 
 def read_jsonl(path: Path, config: ReaderConfig) -> Iterator[Record]:
-    """JSON lines (blank lines skipped; a v2 response line may hold several posts), or one JSON array."""
+    """JSON lines (blank lines skipped; a v2 response line may hold several posts), one JSON array,
+    or one JSON object over several lines."""
     if starts_with_array(path):
         return _read_array(path, config)
+    found, document = _one_document(path, config.max_record_bytes)
+    if found:
+        return _read_document(document, config, resolved(path))
 
     def parse(line: str, source: str, number: int) -> Iterator[Record]:
         if line.strip():
@@ -258,6 +290,13 @@ def _elements(text: _ArrayText, limit: int) -> Iterator[tuple[int, Any]]:
                     raise BadRecord(BAD_JSON, f"element {number}: {detail}") from None
         text.pos = end
         yield number, value
+
+
+def _read_document(document: Any, config: ReaderConfig, source: str) -> Iterator[Record]:
+    try:
+        yield from _posts_of(document, config, source, 1)
+    except BadRecord as bad:
+        yield Reject(source, 1, bad.reason, bad.detail)
 
 
 def _read_array(path: Path, config: ReaderConfig) -> Iterator[Record]:

@@ -153,20 +153,25 @@ def sniff_text(path: Path) -> str | None:
     if sample.startswith((b"\xff\xfe", b"\xfe\xff")) or sample.count(0) * 5 > len(sample):
         return "it looks like UTF-16 text; convert it to UTF-8, e.g. iconv -f UTF-16 -t UTF-8"
     lines = [line for line in sample.split(b"\n") if line.strip()]
+    first = f"of its first {len(sample)} bytes"
     controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
-    if controls * 100 > len(sample) and _most(lines, lambda line: len(line.translate(None, _CONTROL_BYTES)) < len(line)):
-        return f"{100 * controls / len(sample):.0f}% of its first {len(sample)} bytes are control characters: it is binary"
+    if controls * 100 > len(sample) and _most(lines, _has_controls):
+        return f"{100 * controls / len(sample):.0f}% {first} are control characters: it is binary"
     decoded = sample.decode("utf-8", errors="surrogateescape")
     invalid = sum(1 for char in decoded if "\udc80" <= char <= "\udcff")
     if invalid * 10 > len(sample) and _most(lines, _not_utf8):
-        return (f"{100 * invalid / len(sample):.0f}% of its first {len(sample)} bytes are not valid UTF-8: it is binary "
-                "or in another encoding (convert it to UTF-8, e.g. iconv -f LATIN1 -t UTF-8)")
+        return (f"{100 * invalid / len(sample):.0f}% {first} are not valid UTF-8: it is binary or in another "
+                "encoding (convert it to UTF-8, e.g. iconv -f LATIN1 -t UTF-8)")
     return None
 
 
 def _most(lines: list[bytes], bad) -> bool:
     """Whether more than half of `lines` are `bad`: a few bad rows are rejects, not a binary file."""
     return sum(map(bad, lines)) * 2 > len(lines)
+
+
+def _has_controls(line: bytes) -> bool:
+    return len(line.translate(None, _CONTROL_BYTES)) < len(line)
 
 
 def _not_utf8(line: bytes) -> bool:
