@@ -17,30 +17,30 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from .config import BuildConfig, EncoderConfig, ReaderConfig, resolve_encoder
-from .errors import HiclError
-from .filters import Condition, Filter
+from .core.config import BuildConfig, EncoderConfig, ReaderConfig, resolve_encoder
+from .core.errors import HiclError
+from .index.filters import Condition, Filter
 
 if TYPE_CHECKING:
-    from .encoder import Encoder
-    from .indexer import BuildReport, build_index
-    from .retriever import Hit, Retriever, SearchResult
-    from .updates import add_posts, compact, delete_posts, reindex
-    from .verify import VerifyReport, verify_index
+    from .encoding.encoder import Encoder
+    from .workflows.build import BuildReport, build_index
+    from .workflows.search import Hit, Retriever, SearchResult
+    from .workflows.update import add_posts, compact, delete_posts, reindex
+    from .workflows.verify import VerifyReport, verify_index
 
 _LAZY = {
-    "Encoder": "encoder",
-    "BuildReport": "indexer",
-    "build_index": "indexer",
-    "reindex": "updates",
-    "add_posts": "updates",
-    "delete_posts": "updates",
-    "compact": "updates",
-    "Hit": "retriever",
-    "Retriever": "retriever",
-    "SearchResult": "retriever",
-    "VerifyReport": "verify",
-    "verify_index": "verify",
+    "Encoder": "encoding.encoder",
+    "BuildReport": "workflows.build",
+    "build_index": "workflows.build",
+    "reindex": "workflows.update",
+    "add_posts": "workflows.update",
+    "delete_posts": "workflows.update",
+    "compact": "workflows.update",
+    "Hit": "workflows.search",
+    "Retriever": "workflows.search",
+    "SearchResult": "workflows.search",
+    "VerifyReport": "workflows.verify",
+    "verify_index": "workflows.verify",
 }
 
 __all__ = [

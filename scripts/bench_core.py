@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tweeteval import all_tweets
 
 from hicl_retrieval import BuildConfig, Retriever, build_index, resolve_encoder
-from hicl_retrieval.text import duplicate_key
-from hicl_retrieval.tweeteval import all_tweets
+from hicl_retrieval.core.text import duplicate_key
 
 
 def percentile(values: list[float], q: float) -> float:

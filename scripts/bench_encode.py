@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tweeteval import all_tweets
 
 from hicl_retrieval import Encoder, resolve_encoder
-from hicl_retrieval.tweeteval import all_tweets
-from hicl_retrieval.vectors import exact_search
+from hicl_retrieval.index.faiss_index import exact_search
 
 
 def reference_loop(encoder: Encoder, texts: list[str], batch_size: int) -> np.ndarray:

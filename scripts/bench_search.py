@@ -35,14 +35,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tweeteval import all_tweets
 
-from hicl_retrieval import native, resolve_encoder
-from hicl_retrieval.encoder import Encoder
-from hicl_retrieval.indexer import build_faiss_index
-from hicl_retrieval.planning import factory_for, format_size, parse_size
-from hicl_retrieval.tuning import recall_at_k, tune
-from hicl_retrieval.tweeteval import all_tweets
-from hicl_retrieval.vectors import VectorIndex, default_k_factor, effective_factory, exact_search, reranked
+from hicl_retrieval import resolve_encoder
+from hicl_retrieval.core import native
+from hicl_retrieval.encoding.encoder import Encoder
+from hicl_retrieval.index.faiss_index import VectorIndex, default_k_factor, effective_factory, exact_search, reranked
+from hicl_retrieval.index.planning import factory_for, format_size, parse_size
+from hicl_retrieval.index.tuning import recall_at_k, tune
+from hicl_retrieval.workflows.build import build_faiss_index
 
 K = 10
 
@@ -58,8 +59,8 @@ def memory(field: str = "VmRSS") -> int:
 _LOAD_PROBE = """
 import sys
 from pathlib import Path
-from hicl_retrieval import native
-from hicl_retrieval.vectors import VectorIndex
+from hicl_retrieval.core import native
+from hicl_retrieval.index.faiss_index import VectorIndex
 
 def anon():
     for line in Path("/proc/self/status").read_text().splitlines():

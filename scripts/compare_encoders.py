@@ -29,12 +29,12 @@ import time
 from pathlib import Path
 
 from experiment_steps import HASHTAG_RULE, index, stage
+from tweeteval import all_tweets
 
-from hicl_retrieval import native
-from hicl_retrieval.config import MODEL_PRESET_FILE, TrainConfig, resolve_encoder
-from hicl_retrieval.evaluation import EvalReport, evaluate_retrieval, read_queries
-from hicl_retrieval.training import HELD_OUT, REPORT_FILE, log_table, train_encoder
-from hicl_retrieval.tweeteval import all_tweets
+from hicl_retrieval.core import native
+from hicl_retrieval.core.config import MODEL_PRESET_FILE, TrainConfig, resolve_encoder
+from hicl_retrieval.workflows.evaluate import EvalReport, evaluate_retrieval, read_queries
+from hicl_retrieval.workflows.train_encoder import HELD_OUT, REPORT_FILE, log_table, train_encoder
 
 
 def write_corpus(path: Path, tweets: list[str]) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from hicl_retrieval.config import BuildConfig, resolve_encoder
-from hicl_retrieval.index import MANIFEST, IndexDir
-from hicl_retrieval.indexer import build_index
+from hicl_retrieval.core.config import BuildConfig, resolve_encoder
+from hicl_retrieval.index.directory import MANIFEST, IndexDir
+from hicl_retrieval.workflows.build import build_index
 
 HASHTAG_RULE = "hicl"
 """The experiments follow the HICL recipe: hashtags as its reference code extracts them."""

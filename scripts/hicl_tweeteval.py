@@ -54,13 +54,13 @@ from pathlib import Path
 
 from experiment_steps import HASHTAG_RULE, index, stage
 
-from hicl_retrieval import native
-from hicl_retrieval.augment import augment_file
-from hicl_retrieval.bm25 import Bm25
-from hicl_retrieval.config import FinetuneConfig
-from hicl_retrieval.filters import Condition, Filter
-from hicl_retrieval.finetune import SeedResult, finetune, read_jsonl_split, read_tweeteval_split
-from hicl_retrieval.text import CopyKey, duplicate_key, strip_hashtags
+from hicl_retrieval.core import native
+from hicl_retrieval.core.config import FinetuneConfig
+from hicl_retrieval.core.text import CopyKey, duplicate_key, strip_hashtags
+from hicl_retrieval.encoding.bm25 import Bm25
+from hicl_retrieval.index.filters import Condition, Filter
+from hicl_retrieval.workflows.augment import augment_file
+from hicl_retrieval.workflows.finetune import SeedResult, finetune, read_jsonl_split, read_tweeteval_split
 
 STANCE_TARGETS = ("abortion", "atheism", "climate", "feminist", "hillary")
 TASKS = {"stance": [f"stance/{t}" for t in STANCE_TARGETS], "emotion": ["emotion"], "irony": ["irony"]}

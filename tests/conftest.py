@@ -66,8 +66,8 @@ def tiny_encoder(tiny_hashencoder):
     """An `Encoder` of the tiny model with the hashencoder preset's settings."""
     import dataclasses
 
-    from hicl_retrieval.config import resolve_encoder
-    from hicl_retrieval.encoder import Encoder
+    from hicl_retrieval.core.config import resolve_encoder
+    from hicl_retrieval.encoding.encoder import Encoder
 
     config = dataclasses.replace(resolve_encoder("hashencoder"), model=str(tiny_hashencoder))
     return Encoder(config)
@@ -75,7 +75,7 @@ def tiny_encoder(tiny_hashencoder):
 
 @pytest.fixture(scope="session")
 def minilm_encoder():
-    from hicl_retrieval.config import resolve_encoder
-    from hicl_retrieval.encoder import Encoder
+    from hicl_retrieval.core.config import resolve_encoder
+    from hicl_retrieval.encoding.encoder import Encoder
 
     return Encoder(resolve_encoder("minilm"))

@@ -3,14 +3,13 @@
 import json
 
 import pytest
+from test_index import TOPICS
 
 from hicl_retrieval import HiclError
-from hicl_retrieval.augment import read_examples
 from hicl_retrieval.cli import main
-from hicl_retrieval.config import BuildConfig
-from hicl_retrieval.indexer import build_index
-
-from test_index import TOPICS
+from hicl_retrieval.core.config import BuildConfig
+from hicl_retrieval.workflows.augment import read_examples
+from hicl_retrieval.workflows.build import build_index
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,11 @@ import json
 import sys
 
 import pytest
+from test_index import write_corpus
 
 from hicl_retrieval import BuildConfig, HiclError, Retriever
 from hicl_retrieval.cli import main
-from hicl_retrieval.config import FinetuneConfig, ReaderConfig, TrainConfig
-
-from test_index import write_corpus
+from hicl_retrieval.core.config import FinetuneConfig, ReaderConfig, TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,9 @@
 import json
 
 import pytest
+from test_index import write_corpus
 
 from hicl_retrieval.cli import main
-
-from test_index import write_corpus
 
 
 @pytest.fixture(scope="module")

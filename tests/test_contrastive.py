@@ -4,13 +4,12 @@ import random
 
 import pytest
 import torch
-
-from hicl_retrieval.contrastive import info_nce
-from hicl_retrieval.encoder import Encoder
-from hicl_retrieval.pairs import PairBatches, TagVocabulary
-from hicl_retrieval.text import drop_hashtags, extract_hashtags
-
 from test_index import TOPICS
+
+from hicl_retrieval.core.text import drop_hashtags, extract_hashtags
+from hicl_retrieval.encoding.encoder import Encoder
+from hicl_retrieval.learning.contrastive import info_nce
+from hicl_retrieval.learning.pairs import PairBatches, TagVocabulary
 
 
 def test_info_nce_on_hand_made_vectors():

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from hicl_retrieval.config import ReaderConfig
+from hicl_retrieval.core.config import ReaderConfig
+from hicl_retrieval.core.errors import HiclError
+from hicl_retrieval.core.times import parse_post_time as parse_time
 from hicl_retrieval.corpus import Corpus, Post, Reject
-from hicl_retrieval.times import parse_post_time as parse_time
-from hicl_retrieval.errors import HiclError
 
 
 def read_all(paths, **options):

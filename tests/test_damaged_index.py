@@ -8,15 +8,14 @@ import shutil
 
 import numpy as np
 import pytest
+from test_index import write_corpus
 
 from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index
-from hicl_retrieval.checksums import block_digests, damaged_ranges
 from hicl_retrieval.cli import main
-from hicl_retrieval.index import MANIFEST, IndexDir
-from hicl_retrieval.updates import add_posts, compact, reindex
-from hicl_retrieval.verify import verify_index
-
-from test_index import write_corpus
+from hicl_retrieval.index.checksums import block_digests, damaged_ranges
+from hicl_retrieval.index.directory import MANIFEST, IndexDir
+from hicl_retrieval.workflows.update import add_posts, compact, reindex
+from hicl_retrieval.workflows.verify import verify_index
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,11 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from hicl_retrieval import HiclError
-from hicl_retrieval.demonstrations import (
-    DemonstrationCollator, add_triggers, freeze_all_but_triggers, parse_template,
+from hicl_retrieval.learning.demonstrations import (
+    DemonstrationCollator,
+    add_triggers,
+    freeze_all_but_triggers,
+    parse_template,
 )
 
 

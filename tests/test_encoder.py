@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from hicl_retrieval.config import MODEL_PRESET_FILE, EncoderConfig, preset_names, resolve_encoder
-from hicl_retrieval.encoder import Encoder
-from hicl_retrieval.errors import HiclError
+from hicl_retrieval.core.config import MODEL_PRESET_FILE, EncoderConfig, preset_names, resolve_encoder
+from hicl_retrieval.core.errors import HiclError
+from hicl_retrieval.encoding.encoder import Encoder
 
 TWEETS = [
     "@AlbertaGov the Bow River is over its banks again 😟 http://t.co/abc #yycflood",

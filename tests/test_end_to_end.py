@@ -6,11 +6,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from hicl_retrieval import BuildConfig, Retriever, build_index
-from hicl_retrieval.text import duplicate_key, is_near_duplicate
-
-from conftest import ROOT
+from hicl_retrieval.core.text import duplicate_key, is_near_duplicate
 
 pytestmark = pytest.mark.slow
 

@@ -5,11 +5,11 @@ import json
 import pytest
 
 from hicl_retrieval import HiclError
-from hicl_retrieval.bm25 import Bm25
 from hicl_retrieval.cli import main
-from hicl_retrieval.config import BuildConfig
-from hicl_retrieval.evaluation import evaluate_retrieval, read_queries
-from hicl_retrieval.indexer import build_index
+from hicl_retrieval.core.config import BuildConfig
+from hicl_retrieval.encoding.bm25 import Bm25
+from hicl_retrieval.workflows.build import build_index
+from hicl_retrieval.workflows.evaluate import evaluate_retrieval, read_queries
 
 FRUIT = "apples oranges bananas #fruit"
 BAKING = "chocolate cake recipe #baking"

@@ -5,14 +5,13 @@ from datetime import datetime
 
 import numpy as np
 import pytest
+from test_index import TOPICS
 
 from hicl_retrieval import BuildConfig, Condition, Filter, HiclError, Retriever, build_index
 from hicl_retrieval.cli import main
-from hicl_retrieval.filters import from_options
-from hicl_retrieval.index import MANIFEST, IndexDir, Manifest
-from hicl_retrieval.text import extract_hashtags
-
-from test_index import TOPICS
+from hicl_retrieval.core.text import extract_hashtags
+from hicl_retrieval.index.directory import MANIFEST, IndexDir, Manifest
+from hicl_retrieval.index.filters import from_options
 
 
 def write_posts(path, count):

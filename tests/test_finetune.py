@@ -3,14 +3,13 @@
 import json
 
 import pytest
+from test_index import TOPICS
 
 from hicl_retrieval import HiclError
 from hicl_retrieval.cli import main
-from hicl_retrieval.config import FinetuneConfig
-from hicl_retrieval.finetune import Example, finetune, read_jsonl_split
-from hicl_retrieval.scoring import task_score
-
-from test_index import TOPICS
+from hicl_retrieval.core.config import FinetuneConfig
+from hicl_retrieval.learning.scoring import task_score
+from hicl_retrieval.workflows.finetune import Example, finetune, read_jsonl_split
 
 
 def test_official_metrics_on_hand_made_cases():
@@ -78,7 +77,7 @@ def test_command_line_reads_both_layouts(tmp_path, tiny_hashencoder, capsys):
 def test_length_grouped_batches_cover_each_example_once_with_less_padding():
     import random
 
-    from hicl_retrieval.finetune import _LengthGroupedBatches
+    from hicl_retrieval.workflows.finetune import _LengthGroupedBatches
 
     lengths = [(i * 37) % 101 + 5 for i in range(1000)]
     grouped, order = _LengthGroupedBatches(lengths, 16, seed=3), random.Random(3).sample(range(1000), 1000)

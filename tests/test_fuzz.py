@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hicl_retrieval.cli import main
-from hicl_retrieval.config import ReaderConfig
+from hicl_retrieval.core.config import ReaderConfig
+from hicl_retrieval.core.errors import HiclError
 from hicl_retrieval.corpus import Corpus, Post, Reject
-from hicl_retrieval.errors import HiclError
 
 settings.register_profile("ci", max_examples=300, derandomize=True, deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

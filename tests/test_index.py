@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index
-from hicl_retrieval.index import MANIFEST, IndexDir, Manifest
-from hicl_retrieval.text import duplicate_key, is_near_duplicate
+from hicl_retrieval.core.text import duplicate_key, is_near_duplicate
+from hicl_retrieval.index.directory import MANIFEST, IndexDir, Manifest
 
 TOPICS = [
     "river flooding downtown streets evacuated",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hicl_retrieval.metrics import score_rankings, shares_hashtag
+from hicl_retrieval.learning.metrics import score_rankings, shares_hashtag
 
 
 def test_shares_hashtag():

@@ -5,8 +5,8 @@ import random
 import pytest
 
 from hicl_retrieval import HiclError
-from hicl_retrieval.pairs import PairBatches, TagVocabulary
-from hicl_retrieval.text import drop_hashtags, extract_hashtags, strip_hashtags
+from hicl_retrieval.core.text import drop_hashtags, extract_hashtags, strip_hashtags
+from hicl_retrieval.learning.pairs import PairBatches, TagVocabulary
 
 
 def random_posts(count, seed=0):

@@ -5,16 +5,16 @@ import json
 
 import numpy as np
 import pytest
-
-from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index, native
-from hicl_retrieval.cli import main
-from hicl_retrieval.corpus import estimate_records
-from hicl_retrieval.index import IndexDir
-from hicl_retrieval.planning import check_fits, factory_for, index_ram, parse_size, plan_index
-from hicl_retrieval.tuning import recall_at_k, tune
-from hicl_retrieval.vectors import VectorIndex, effective_factory
-
 from test_filters import write_posts
+
+from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index
+from hicl_retrieval.cli import main
+from hicl_retrieval.core import native
+from hicl_retrieval.corpus import estimate_records
+from hicl_retrieval.index.directory import IndexDir
+from hicl_retrieval.index.faiss_index import VectorIndex, effective_factory
+from hicl_retrieval.index.planning import check_fits, factory_for, index_ram, parse_size, plan_index
+from hicl_retrieval.index.tuning import recall_at_k, tune
 
 
 @pytest.mark.parametrize("text, size", [

@@ -4,13 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from test_filters import write_posts
 
 from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index
 from hicl_retrieval.cli import main
-from hicl_retrieval.index import IndexDir
-from hicl_retrieval.updates import reindex
-
-from test_filters import write_posts
+from hicl_retrieval.index.directory import IndexDir
+from hicl_retrieval.workflows.update import reindex
 
 
 @pytest.fixture

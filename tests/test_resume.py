@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_index import TOPICS, write_corpus
 
 from hicl_retrieval import BuildConfig, HiclError, ReaderConfig, build_index
-from hicl_retrieval.index import BUILD_STATE, MANIFEST, IndexDir
-
-from test_index import TOPICS, write_corpus
+from hicl_retrieval.index.directory import BUILD_STATE, MANIFEST, IndexDir
 
 
 def write_big_corpus(path: Path, posts: int) -> None:
@@ -91,7 +90,7 @@ def test_kill_9_at_several_points_then_rerun_gives_the_uninterrupted_index(tmp_p
 
 
 def test_a_failed_build_resumes_on_rerun_and_other_settings_are_refused(tiny_encoder, tmp_path, monkeypatch):
-    from hicl_retrieval import indexer
+    from hicl_retrieval.workflows import build as indexer
 
     corpus = tmp_path / "posts.jsonl"
     write_corpus(corpus)

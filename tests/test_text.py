@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from hicl_retrieval.text import (
+from hicl_retrieval.core.text import (
     CopyKey,
     duplicate_key,
     extract_hashtags,

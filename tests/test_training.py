@@ -7,15 +7,15 @@ import random
 import pytest
 import torch
 from safetensors.torch import load_file
-
-from hicl_retrieval import HiclError, training
-from hicl_retrieval.cli import main
-from hicl_retrieval.config import TrainConfig, resolve_encoder
-from hicl_retrieval.corpus import Corpus
-from hicl_retrieval.encoder import Encoder
-from hicl_retrieval.training import load_training_data, train_encoder
-
 from test_index import TOPICS
+
+from hicl_retrieval import HiclError
+from hicl_retrieval.cli import main
+from hicl_retrieval.core.config import TrainConfig, resolve_encoder
+from hicl_retrieval.corpus import Corpus
+from hicl_retrieval.encoding.encoder import Encoder
+from hicl_retrieval.workflows import train_encoder as training
+from hicl_retrieval.workflows.train_encoder import load_training_data, train_encoder
 
 
 def write_tagged_posts(path, count=240, seed=0):

@@ -1,4 +1,9 @@
-from hicl_retrieval.tweeteval import all_tweets
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from tweeteval import all_tweets  # noqa: E402
 
 
 def test_all_tweets_reads_every_task_once(shared_data, tmp_path):

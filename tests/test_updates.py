@@ -3,14 +3,13 @@
 import json
 
 import pytest
+from test_filters import write_posts
 
 from hicl_retrieval import BuildConfig, Filter, HiclError, Retriever, build_index
 from hicl_retrieval.cli import main
-from hicl_retrieval.filters import Condition
-from hicl_retrieval.index import WRITE_LOCK, IndexDir
-from hicl_retrieval.updates import add_posts, compact, delete_posts, reindex
-
-from test_filters import write_posts
+from hicl_retrieval.index.directory import WRITE_LOCK, IndexDir
+from hicl_retrieval.index.filters import Condition
+from hicl_retrieval.workflows.update import add_posts, compact, delete_posts, reindex
 
 
 def contents(path):

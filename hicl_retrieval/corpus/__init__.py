@@ -13,8 +13,20 @@ a record is either a `Post` or a `Reject` (`records`).
 
 from .inputs import FORMATS, Corpus, CorpusFile, detect_format, estimate_records, format_of_name, read_file
 from .records import (
-    BAD_CREATED_AT, BAD_JSON, BAD_ROW, BAD_UTF8, CORRUPT_FILE, EMPTY_TEXT, MISSING_TEXT, NOT_AN_OBJECT, NUL_BYTE,
-    TOO_LONG, Post, Record, Reject, normalize_post_id,
+    BAD_CREATED_AT,
+    BAD_JSON,
+    BAD_ROW,
+    BAD_UTF8,
+    CORRUPT_FILE,
+    EMPTY_TEXT,
+    MISSING_TEXT,
+    NOT_AN_OBJECT,
+    NUL_BYTE,
+    TOO_LONG,
+    Post,
+    Record,
+    Reject,
+    normalize_post_id,
 )
 from .streams import CorruptStream, open_binary
 

@@ -6,8 +6,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..config import ReaderConfig
-from ..errors import HiclError
+from ..core.config import ReaderConfig
+from ..core.errors import HiclError
 
 # Column names tried, in order, when the user names none (compared case-insensitively, with
 # spaces, dashes and underscores ignored: "Tweet Text" matches "tweet_text").

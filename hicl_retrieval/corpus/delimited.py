@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..config import ReaderConfig
-from ..errors import HiclError
-from ..files import resolved
+from ..core.config import ReaderConfig
+from ..core.errors import HiclError
+from ..core.files import resolved
 from .columns import Columns
 from .lines import bounded_lines, corrupt
 from .records import BAD_ROW, TOO_LONG, BadRecord, Record, Reject, make_post

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ReaderConfig
-from ..errors import HiclError
+from ..core.config import ReaderConfig
+from ..core.errors import HiclError
 from .columns import Columns
 from .delimited import csv_columns, read_csv
 from .jsonl import count_array_elements, read_jsonl, starts_with_array

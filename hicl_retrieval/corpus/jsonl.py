@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..config import ReaderConfig
-from ..files import resolved
+from ..core.config import ReaderConfig
+from ..core.files import resolved
 from .columns import AUTHOR_NAMES, ID_NAMES, TEXT_NAMES, TIME_NAMES, resolve_column
 from .lines import corrupt, read_lines
 from .records import BAD_JSON, MISSING_TEXT, NOT_AN_OBJECT, TOO_LONG, BadRecord, Record, Reject, make_post, optional_str

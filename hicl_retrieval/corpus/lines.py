@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..config import ReaderConfig
-from ..files import resolved
+from ..core.config import ReaderConfig
+from ..core.files import resolved
 from .records import BAD_UTF8, CORRUPT_FILE, NUL_BYTE, TOO_LONG, BadRecord, Record, Reject, make_post
 from .streams import CorruptStream, open_binary
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..config import ReaderConfig
-from ..errors import HiclError
-from ..files import resolved
+from ..core.config import ReaderConfig
+from ..core.errors import HiclError
+from ..core.files import resolved
 from .columns import Columns
 from .lines import corrupt
 from .records import BadRecord, Record, Reject, make_post

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..times import parse_post_time
+from ..core.times import parse_post_time
 
 # Why a row was rejected; the build summary counts them under these names.
 BAD_UTF8 = "bad_utf8"

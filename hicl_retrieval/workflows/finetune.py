@@ -21,13 +21,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import native
-from .config import FinetuneConfig, resolve_encoder
-from .demonstrations import DemonstrationCollator, add_triggers, freeze_all_but_triggers, parse_template
-from .encoder import model_location
-from .errors import HiclError
-from .files import text_lines
-from .scoring import task_score
+from ..core import native
+from ..core.config import FinetuneConfig, resolve_encoder
+from ..core.errors import HiclError
+from ..core.files import text_lines
+from ..encoding.encoder import model_location
+from ..learning.demonstrations import DemonstrationCollator, add_triggers, freeze_all_but_triggers, parse_template
+from ..learning.scoring import task_score
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from . import native
-from .bounds import COUNT, K_FACTOR, check
-from .encoder import Encoder
-from .errors import HiclError
-from .filters import Filter
-from .index import IndexDir, Manifest
-from .text import DEFAULT_HASHTAG_RULE, CopyKey, strip_hashtags
-from .vectors import exact_search, reranked
+from ..core import native
+from ..core.bounds import COUNT, K_FACTOR, check
+from ..core.errors import HiclError
+from ..core.text import DEFAULT_HASHTAG_RULE, CopyKey, strip_hashtags
+from ..encoding.encoder import Encoder
+from ..index.directory import IndexDir, Manifest
+from ..index.faiss_index import exact_search, reranked
+from ..index.filters import Filter
 
 # A filtered search on an approximate index scans the matching posts' float16 vectors exactly
 # when there are at most this many: a graph or inverted-list index loses recall on small subsets.

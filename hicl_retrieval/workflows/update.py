@@ -24,18 +24,26 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .bounds import COUNT, K_FACTOR, MEMORY, RECALL, check
-from .config import ReaderConfig
-from .corpus import Corpus, Post, Reject, normalize_post_id
-from .encoder import Encoder
-from .errors import HiclError
-from .filters import Filter
-from .index import _INDEX_FILE, MANIFEST, REJECTS, WRITE_LOCK, IndexDir, Manifest
-from .indexer import (
-    advance, free_disk, nothing_indexed, post_rows, record_chunks, sync_file, truncate_file, write_faiss, write_reject,
+from ..core.bounds import COUNT, K_FACTOR, MEMORY, RECALL, check
+from ..core.config import ReaderConfig
+from ..core.errors import HiclError
+from ..corpus import Corpus, Post, Reject, normalize_post_id
+from ..encoding.encoder import Encoder
+from ..index.directory import _INDEX_FILE, MANIFEST, REJECTS, WRITE_LOCK, IndexDir, Manifest
+from ..index.faiss_index import default_k_factor, effective_factory
+from ..index.filters import Filter
+from ..index.planning import check_fits, factory_for, plan_index
+from .build import (
+    advance,
+    free_disk,
+    nothing_indexed,
+    post_rows,
+    record_chunks,
+    sync_file,
+    truncate_file,
+    write_faiss,
+    write_reject,
 )
-from .planning import check_fits, factory_for, plan_index
-from .vectors import default_k_factor, effective_factory
 
 LOG = logging.getLogger(__name__)
 _COPY_ROWS = 65536

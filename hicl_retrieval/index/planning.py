@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from .errors import HiclError
+from ..core.errors import HiclError
 
 AUTO_FLAT_MAX_POSTS = 100_000
 """Up to this many posts `auto` searches exactly: about 30 ms a query at 768 dimensions on 2 cores."""

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from .errors import HiclError
+from ..core.errors import HiclError
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,15 @@ own text), and a filter such as ``exclude_sources`` keeps posts of other splits 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bounds import COUNT, check
-from .errors import HiclError
-from .files import check_output, text_lines
-from .filters import Filter
-from .retriever import Retriever
+from ..core.atomic import replacing
+from ..core.bounds import COUNT, check
+from ..core.errors import HiclError
+from ..core.files import check_output, text_lines
+from ..index.filters import Filter
+from .search import Retriever
 
 HITS_SUFFIX = ".hits.jsonl"
 
@@ -77,9 +77,9 @@ def augment_file(
                              what="hits output")
     examples = read_examples(input_path)
     short = 0
-    tmp_out, tmp_hits = out.with_name(out.name + ".tmp"), hits_path.with_name(hits_path.name + ".tmp")
-    with Retriever(index, threads=threads) as retriever, open(tmp_out, "w", encoding="utf-8") as texts_file, \
-            open(tmp_hits, "w", encoding="utf-8") as hits_file:
+    # The hits file is replaced first: a complete output file always has its hits beside it.
+    with Retriever(index, threads=threads) as retriever, replacing(out) as tmp_out, replacing(hits_path) as tmp_hits, \
+            open(tmp_out, "w", encoding="utf-8") as texts_file, open(tmp_hits, "w", encoding="utf-8") as hits_file:
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
             results = retriever.search([e["text"] for e in chunk], k=top, strip_query_hashtags=strip_query_hashtags,
@@ -94,6 +94,4 @@ def augment_file(
                 hits_file.write(json.dumps({"ids": [hit.post_id if hit.post_id is not None else hit.id
                                                     for hit in result.hits],
                                             "scores": [round(hit.score, 6) for hit in result.hits]}) + "\n")
-    os.replace(tmp_hits, hits_path)
-    os.replace(tmp_out, out)
     return AugmentReport(examples=len(examples), short=short, out=out, hits=hits_path)

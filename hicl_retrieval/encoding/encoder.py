@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import EncoderConfig, preset_names
-from .errors import HiclError
-from .text import normalize
+from ..core.config import EncoderConfig, preset_names
+from ..core.errors import HiclError
+from ..core.text import normalize
 
 LOG = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bm25 import Bm25
-from .bounds import COUNT, SHARE, Bounds, check
-from .errors import HiclError
-from .files import text_lines
-from .index import IndexDir
-from .metrics import RetrievalScores, score_rankings, shares_hashtag
-from .pairs import TagVocabulary
-from .retriever import Retriever, distinct_hits
-from .text import extract_hashtags, strip_hashtags
+from ..core.bounds import COUNT, SHARE, Bounds, check
+from ..core.errors import HiclError
+from ..core.files import text_lines
+from ..core.text import extract_hashtags, strip_hashtags
+from ..encoding.bm25 import Bm25
+from ..index.directory import IndexDir
+from ..learning.metrics import RetrievalScores, score_rankings, shares_hashtag
+from ..learning.pairs import TagVocabulary
+from .search import Retriever, distinct_hits
 
 
 @dataclass(frozen=True)

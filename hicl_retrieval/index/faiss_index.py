@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from . import native
-from .errors import HiclError
+from ..core import native
+from ..core.atomic import replacing
+from ..core.errors import HiclError
 
 
 def effective_factory(factory: str) -> str:
@@ -150,11 +150,8 @@ class VectorIndex:
 
     def save(self, path: Path) -> None:
         """Write to `path` atomically: a reader sees the old file or the new one, never half."""
-        tmp = path.with_name(path.name + ".tmp")
-        native.faiss().write_index(self.index, str(tmp))
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            native.faiss().write_index(self.index, str(tmp))
 
 
 def reranked(search, stored: np.ndarray, k_factor: int, total: int):

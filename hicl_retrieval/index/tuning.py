@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .vectors import VectorIndex, exact_search, reranked
+from .faiss_index import VectorIndex, exact_search, reranked
 
 LOG = logging.getLogger(__name__)
 

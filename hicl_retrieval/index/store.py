@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import HiclError
+from ..core.errors import HiclError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS posts (

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .errors import HiclError
-from .files import resolved
-from .times import parse_filter_time
+from ..core.errors import HiclError
+from ..core.files import resolved
+from ..core.times import parse_filter_time
 
 # A corpus file is named by a path (matched resolved: see files.resolved) or by a bare file name.
 # Indexes built before sources were stored resolved hold paths as typed: a relative one matches

@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import native
-from .config import BuildConfig
-from .corpus import Corpus, Post, Record, Reject
-from .encoder import Encoder
-from .errors import HiclError
-from .index import FAISS_INDEX, REJECTS, VECTORS, IndexDir, Manifest
-from .planning import IndexPlan, check_fits, factory_for, plan_index, train_rows
-from .text import duplicate_key, extract_hashtags
-from .tuning import tune
-from .vectors import VectorIndex, default_k_factor, effective_factory
+from ..core import native
+from ..core.config import BuildConfig
+from ..core.errors import HiclError
+from ..core.text import duplicate_key, extract_hashtags
+from ..corpus import Corpus, Post, Record, Reject
+from ..encoding.encoder import Encoder
+from ..index.directory import FAISS_INDEX, REJECTS, VECTORS, IndexDir, Manifest
+from ..index.faiss_index import VectorIndex, default_k_factor, effective_factory
+from ..index.planning import IndexPlan, check_fits, factory_for, plan_index, train_rows
+from ..index.tuning import tune
 
 LOG = logging.getLogger(__name__)
 DUPLICATE_POST_ID = "duplicate_post_id"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import HiclError
+from ..core.errors import HiclError
 
 
 def _stemmer():

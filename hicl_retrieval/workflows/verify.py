@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HiclError
-from .index import REJECTS, IndexDir, Manifest
-from .vectors import VectorIndex
+from ..core.errors import HiclError
+from ..index.directory import REJECTS, IndexDir, Manifest
+from ..index.faiss_index import VectorIndex
 
 _ROWS = 65536
 _NORM_SLACK = 0.01  # float16 rounding of a unit vector moves its norm by about 1e-3

@@ -20,7 +20,6 @@ past what the manifest covers: they write new generations (``posts.<n>.duckdb``,
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -30,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.atomic import write_json
+from ..core.config import EncoderConfig
+from ..core.errors import HiclError
 from .checksums import BLOCK_BYTES, block_digests, damaged_ranges
-from .config import EncoderConfig
-from .errors import HiclError
+from .faiss_index import VectorIndex
 from .store import PostStore
-from .vectors import VectorIndex
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -104,22 +104,6 @@ def _library_version() -> str:
         return "unknown"
 
 
-def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    """Temporary file, fsync, rename, fsync of the directory: readers see the old or the new file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class IndexDir:
     """Paths and life cycle of one index directory."""
 
@@ -167,7 +151,7 @@ class IndexDir:
             directory.file(MANIFEST).unlink(missing_ok=True)
             shutil.rmtree(directory.path)
         directory.path.mkdir(parents=True, exist_ok=True)
-        _write_json_atomically(directory.file(BUILD_STATE), state)
+        write_json(directory.file(BUILD_STATE), state)
         return directory, False
 
     def discard(self, *, keep_folder: bool) -> None:
@@ -199,7 +183,7 @@ class IndexDir:
                 checksums[name] = block_digests(self.file(name), files[name], manifest.checksums.get(name),
                                                 manifest.files.get(name, 0), manifest.checksum_block)
         data = {**manifest.to_dict(), "files": files, "checksums": checksums, "library_version": _library_version()}
-        _write_json_atomically(self.file(MANIFEST), data)
+        write_json(self.file(MANIFEST), data)
         self.file(BUILD_STATE).unlink(missing_ok=True)
 
     def damaged(self, manifest: Manifest, name: str) -> list[tuple[int, int]]:

@@ -77,11 +77,11 @@ def preset_names() -> list[str]:
 
 def _preset_dir() -> Path:
     """The presets: ``configs/`` beside the package in a checkout, inside it once installed."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "configs", here.parent / "configs"):
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "configs", package.parent / "configs"):
         if (candidate / "hashencoder.toml").is_file():
             return candidate
-    raise HiclError(f"the encoder presets are missing (looked for {here.parent / 'configs'}); reinstall the package")
+    raise HiclError(f"the encoder presets are missing (looked for {package.parent / 'configs'}); reinstall the package")
 
 
 def _load_toml(text: str, where: str) -> dict[str, Any]:

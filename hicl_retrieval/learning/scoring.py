@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .errors import HiclError
+from ..core.errors import HiclError
 
 # task -> (metric, classes it averages over; None: every class)
 TASK_METRICS: dict[str, tuple[str, tuple[int, ...] | None]] = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import HiclError
+from ..core.errors import HiclError
 
 TRIGGER = "[HICL_T{}]"
 

@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import random
 import shutil
 import time
@@ -32,15 +31,16 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import native
-from .config import MODEL_PRESET_FILE, TrainConfig
-from .contrastive import info_nce
-from .corpus import Corpus, Post
-from .encoder import Encoder
-from .errors import HiclError
-from .metrics import RetrievalScores, score_rankings, shares_hashtag
-from .pairs import PairBatches, TagVocabulary
-from .text import DEFAULT_HASHTAG_RULE, drop_hashtags, duplicate_key, extract_hashtags, strip_hashtags
+from ..core import native
+from ..core.atomic import replacing, write_jsonl
+from ..core.config import MODEL_PRESET_FILE, TrainConfig
+from ..core.errors import HiclError
+from ..core.text import DEFAULT_HASHTAG_RULE, drop_hashtags, duplicate_key, extract_hashtags, strip_hashtags
+from ..corpus import Corpus, Post
+from ..encoding.encoder import Encoder
+from ..learning.contrastive import info_nce
+from ..learning.metrics import RetrievalScores, score_rankings, shares_hashtag
+from ..learning.pairs import PairBatches, TagVocabulary
 
 LOG = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -230,14 +230,6 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         raise HiclError(f"{out} already holds a trained encoder; pass --overwrite to train it again")
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
 def _preset_text(config: TrainConfig, name: str) -> str:
     base = config.base
     settings = {"pooling": base.pooling, "text_normalization": base.text_normalization,
@@ -265,7 +257,7 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
     data = load_training_data(corpus, config)
     LOG.info("%d posts (%d copies dropped), %d hashtags in the vocabulary, %d held out",
              len(data.texts), data.repeated, len(data.vocabulary.tags), len(data.held_out))
-    _write_jsonl(out / HELD_OUT, [{"text": data.texts[i], "hashtags": data.vocabulary.eligible(data.tags[i])}
+    write_jsonl(out / HELD_OUT, [{"text": data.texts[i], "hashtags": data.vocabulary.eligible(data.tags[i])}
                                   for i in data.held_out])
 
     torch.manual_seed(config.seed)
@@ -296,14 +288,14 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
         _set_rng_state(encoder.device, (state["torch"], state["cuda"]))
         step = resumed_at = state["step"]
         log, earlier_seconds = state["log"], state["seconds"]
-        _write_jsonl(out / LOG_FILE, log)
+        write_jsonl(out / LOG_FILE, log)
         LOG.info("resuming %s at step %d", out, step)
 
     def record(loss: float | None, **extra) -> None:
         scores = evaluate(encoder, data)
         log.append({"step": step, **extra, "loss": loss, **{k: v for k, v in scores.to_dict().items() if k != "k"},
                     "seconds": round(earlier_seconds + time.perf_counter() - started, 1)})
-        _write_jsonl(out / LOG_FILE, log)
+        write_jsonl(out / LOG_FILE, log)
 
     if not log:
         record(None)  # the base model's scores: where the curve starts
@@ -377,9 +369,8 @@ def _mix_in_base(model, config: TrainConfig) -> None:
 def _save_checkpoint(out: Path, state: dict) -> None:
     import torch
 
-    tmp = out / (CHECKPOINT + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out / CHECKPOINT)
+    with replacing(out / CHECKPOINT) as tmp:
+        torch.save(state, tmp)
 
 
 def _as_state(saved) -> tuple:

@@ -1,0 +1,7 @@
+"""``python -m hicl_retrieval.cli``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

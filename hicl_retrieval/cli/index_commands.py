@@ -1,0 +1,183 @@
+"""Commands that make and change an index: build, add, delete, compact, reindex, verify, info."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from ..core.errors import HiclError
+from . import options
+
+
+def register(commands) -> None:
+    build = commands.add_parser("build", help="build an index from corpus files")
+    build.add_argument("corpus", nargs="+", help="corpus files: .txt, .jsonl, .csv, .tsv, .parquet, optionally .gz/.zst")
+    build.add_argument("--out", required=True, help="index directory to create")
+    build.add_argument("--encoder", default="hashencoder",
+                       help="preset name (hashencoder, minilm), preset .toml file, model directory or hub id "
+                            "(default: hashencoder)")
+    build.add_argument("--pooling", choices=("cls", "mean", "pooler"), help="override the encoder's pooling")
+    options.add_hashtag_rule(build)
+    build.add_argument("--int8", action="store_true",
+                       help="quantise the encoder's linear layers to int8 (faster on CPU; queries use it too)")
+    options.add_index_type(build)
+    build.add_argument("--overwrite", action="store_true", help="replace an existing index (or unfinished build) at --out")
+    build.add_argument("--resume", action="store_true",
+                       help="continue the interrupted build at --out (rerunning the same command does it too); "
+                            "fail if there is none")
+    options.add_reading(build)
+    running = build.add_argument_group("running")
+    options.add_batching(running)
+    options.add_threads(running)
+    options.add_quiet(running)
+    options.add_json(running, "the build report")
+    build.set_defaults(run=_build)
+
+    add = commands.add_parser("add", help="add posts to an index (skipping post ids it holds), encoding only them")
+    options.add_index(add)
+    add.add_argument("corpus", nargs="+", help="corpus files, as for build")
+    options.add_reading(add)
+    options.add_batching(add, "posts read and encoded together")
+    options.add_threads(add)
+    options.add_quiet(add)
+    add.set_defaults(run=_add)
+
+    delete = commands.add_parser("delete", help="remove posts from results now (from the files at `compact`)")
+    options.add_index(delete)
+    delete.add_argument("--post-id", action="append", default=[], help="post id to delete (may be repeated)")
+    options.add_filters(delete)
+    delete.set_defaults(run=_delete)
+
+    compact = commands.add_parser("compact", help="rewrite an index without its deleted posts")
+    options.add_index(compact)
+    compact.set_defaults(run=_compact)
+
+    reindex = commands.add_parser("reindex", help="rebuild the FAISS index as another type, without re-encoding")
+    options.add_index(reindex)
+    options.add_index_type(reindex)
+    options.add_k_factor(reindex, "10 for compressed codes such as PQ, else 1")
+    options.add_threads(reindex, "FAISS")
+    reindex.set_defaults(run=_reindex)
+
+    verify = commands.add_parser(
+        "verify", help="check every file of an index against its checksums, and its posts, vectors and FAISS index")
+    options.add_index(verify)
+    verify.set_defaults(run=_verify)
+
+    info = commands.add_parser("info", help="describe an index")
+    options.add_index(info)
+    options.add_json(info, "the manifest")
+    info.set_defaults(run=_info)
+
+
+def _build(args: argparse.Namespace) -> None:
+    from ..core.config import BuildConfig, resolve_encoder
+    from ..index.directory import IndexDir
+    from ..workflows.build import build_index
+
+    if args.resume and IndexDir(args.out).read_build_state() is None:
+        raise HiclError(f"--resume: there is no unfinished build at {args.out}")
+    if args.resume and args.overwrite:
+        raise HiclError("--resume and --overwrite contradict each other; choose one")
+
+    encoder = resolve_encoder(args.encoder, pooling=args.pooling)
+    config = BuildConfig(
+        encoder=dataclasses.replace(encoder, quantize="int8") if args.int8 else encoder,
+        reader=options.reader(args),
+        faiss_factory=args.faiss_factory,
+        max_memory=options.memory(args),
+        target_recall=args.target_recall,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        threads=args.threads,
+        hashtag_rule=args.hashtag_rule,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    report = build_index(args.corpus, args.out, config, announce=lambda line: print(line, file=sys.stderr))
+    if args.json:
+        print(json.dumps({"index": str(report.index), **report.as_dict()}))
+    else:
+        print(f"index {report.index}")
+        print(report.summary())
+
+
+def _reindex(args: argparse.Namespace) -> None:
+    from ..core import native
+    from ..workflows.update import reindex
+
+    native.set_threads(args.threads)
+    manifest = reindex(args.index, args.faiss_factory, k_factor=args.k_factor, max_memory=options.memory(args),
+                       target_recall=args.target_recall)
+    print(f"{args.index}: {manifest.count} posts now in {manifest.faiss_factory} ({manifest.faiss_file}), "
+          f"k_factor {manifest.k_factor}")
+
+
+def _add(args: argparse.Namespace) -> None:
+    from ..core import native
+    from ..workflows.update import add_posts
+
+    native.set_threads(args.threads)
+    report = add_posts(args.index, args.corpus, reader=options.reader(args), batch_size=args.batch_size,
+                       chunk_size=args.chunk_size, progress=not args.quiet)
+    print(f"{args.index}: {report.summary()}")
+
+
+def _delete(args: argparse.Namespace) -> None:
+    from ..workflows.update import delete_posts
+
+    deleted = delete_posts(args.index, post_ids=args.post_id, filter=options.filter_of(args))
+    print(f"{args.index}: {deleted} posts deleted (their vectors leave the files at the next compact)")
+
+
+def _compact(args: argparse.Namespace) -> None:
+    from ..workflows.update import compact
+
+    manifest = compact(args.index)
+    print(f"{args.index}: compacted to {manifest.count} posts ({manifest.faiss_factory})")
+
+
+def _verify(args: argparse.Namespace) -> None:
+    from ..workflows.verify import verify_index
+
+    report = verify_index(args.index)
+    print("\n".join(report.lines()))
+    if report.damaged:
+        names = ", ".join(check.what for check in report.damaged)
+        raise HiclError(f"{args.index} is damaged ({names}): {report.advice()}")
+    print(f"{args.index}: intact")
+
+
+def _info(args: argparse.Namespace) -> None:
+    from ..index.directory import IndexDir
+
+    manifest = IndexDir(args.index).read_manifest()
+    if args.json:
+        print(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False))
+        return
+    enc = manifest.encoder
+    stats = manifest.stats
+    rejected = stats.get("rejected", {})
+    print(f"index       {args.index} (format {manifest.format_version}, hicl-retrieval {manifest.library_version})")
+    print(f"posts       {manifest.count}")
+    print(f"encoder     {enc.preset or '-'}: {enc.model} (revision {manifest.model_revision or 'unknown'})")
+    print(f"            pooling {enc.pooling}, text normalisation {enc.text_normalization}, "
+          f"max {enc.max_length} tokens, {manifest.dim} dimensions")
+    print(f"hashtags    {manifest.hashtag_rule} rule")
+    print(f"faiss       {manifest.faiss_factory}, inner product on unit vectors, "
+          f"re-rank k_factor {manifest.k_factor} ({manifest.faiss_file})")
+    if manifest.tuning:
+        tuning = manifest.tuning
+        params = ", ".join(f"{k}={v}" for k, v in manifest.search_params.items())
+        print(f"search      {params}: recall@10 {tuning['recall_at_10']:.3f} against exact search "
+              f"(target {tuning['target']}, {tuning['queries']} corpus posts as queries)")
+    print(f"created     {manifest.created_at}")
+    if stats:
+        print(f"build       read {stats.get('read')}, indexed {stats.get('indexed')}, "
+              f"rejected {sum(rejected.values())} {rejected or ''}, duplicate post ids {stats.get('duplicates')}, "
+              f"{stats.get('seconds')} s")
+    print("files       " + ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in manifest.files.items()))
+
+

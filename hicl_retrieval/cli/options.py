@@ -1,0 +1,113 @@
+"""The options several commands share, each defined once, and the settings they become."""
+
+from __future__ import annotations
+
+import argparse
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (exit status 2), like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def add_index(command, help: str = "index directory") -> None:
+    command.add_argument("index", help=help)
+
+
+def add_threads(command, what: str = "torch and FAISS") -> None:
+    command.add_argument("--threads", type=int, help=f"CPU threads for {what} (default: all cores)")
+
+
+def add_quiet(command) -> None:
+    command.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_json(command, what: str = "the report") -> None:
+    command.add_argument("--json", action="store_true", help=f"print {what} as JSON")
+
+
+def add_batching(command, chunk_help: str = "posts read, encoded and stored together") -> None:
+    command.add_argument("--batch-size", type=int, default=64, help="posts per encoder batch (default: 64)")
+    command.add_argument("--chunk-size", type=int, default=4096, help=f"{chunk_help} (default: 4096)")
+
+
+def add_k_factor(command, default: str = "the index's") -> None:
+    command.add_argument("--k-factor", type=int,
+                         help=f"candidates per hit re-ranked exactly from the stored vectors (default: {default})")
+
+
+def add_hashtag_rule(command) -> None:
+    command.add_argument("--hashtag-rule", default="twitter", choices=("twitter", "hicl"),
+                         help="how hashtags are extracted: twitter (letters, marks, digits and _ of any script) or "
+                              "hicl (the HICL reference code: ASCII letters and digits, at most 30 characters) "
+                              "(default: twitter)")
+
+
+def add_index_type(command) -> None:
+    command.add_argument("--index", dest="faiss_factory", default="auto",
+                         help="auto, flat, hnsw, ivf, ivfpq or a FAISS factory string (inner product); "
+                              "auto: exact search for up to 100,000 posts, else IVF with PQ codes that fit "
+                              "--max-memory, re-ranked exactly from disk (default: auto)")
+    command.add_argument("--max-memory", help="RAM budget for building and searching, e.g. 8GB (default: all RAM)")
+    command.add_argument("--target-recall", type=float, default=0.95,
+                         help="recall@10 against exact search that approximate search is tuned to (default: 0.95)")
+
+
+def memory(args: argparse.Namespace) -> int | None:
+    from ..index.planning import parse_size
+
+    return parse_size(args.max_memory) if args.max_memory else None
+
+
+def add_reading(command) -> None:
+    reading = command.add_argument_group("reading the corpus")
+    reading.add_argument("--format", default="auto", choices=("auto", "text", "jsonl", "csv", "tsv", "parquet"),
+                         help="corpus format (default: from the file name, else the content)")
+    reading.add_argument("--text-col", help="text column / JSON key (default: detected, e.g. text, full_text)")
+    reading.add_argument("--id-col", help="post id column (default: detected, e.g. id_str, id, tweet_id)")
+    reading.add_argument("--author-col", help="author column (default: detected, e.g. author, screen_name)")
+    reading.add_argument("--time-col", help="creation time column (default: detected, e.g. created_at)")
+    reading.add_argument("--delimiter", help="CSV delimiter (default: ',' for .csv, '\\t' for .tsv)")
+    reading.add_argument("--time-format",
+                         help="how the time column is written, as a strptime format (e.g. '%%d/%%m/%%Y %%H:%%M') "
+                              "or unix / unix_ms (default: ISO 8601, the Twitter format or Unix seconds)")
+    reading.add_argument("--max-record-bytes", type=int, default=1 << 20,
+                         help="reject lines/records longer than this (default: 1 MiB)")
+
+
+def reader(args: argparse.Namespace):
+    from ..core.config import ReaderConfig
+
+    return ReaderConfig(
+        format=args.format, text_col=args.text_col, id_col=args.id_col, author_col=args.author_col,
+        time_col=args.time_col, delimiter=args.delimiter, max_record_bytes=args.max_record_bytes,
+        time_format=args.time_format,
+    )
+
+
+def add_filters(command) -> None:
+    filters = command.add_argument_group("filters (combined with AND; options that take a name may be repeated)")
+    filters.add_argument("--has-hashtag", action="append", default=[], metavar="TAG", help="hits carry this hashtag")
+    filters.add_argument("--lacks-hashtag", action="append", default=[], metavar="TAG", help="hits lack this hashtag")
+    filters.add_argument("--author", action="append", default=[], metavar="NAME", help="hits by one of these authors")
+    filters.add_argument("--exclude-author", action="append", default=[], metavar="NAME",
+                         help="no hits by these authors")
+    filters.add_argument("--since", metavar="TIME",
+                         help="hits created at or after TIME, UTC: ISO 8601, YYYY, YYYYMM, YYYYMMDD or @UNIX_SECONDS")
+    filters.add_argument("--until", metavar="TIME", help="hits created before TIME (written as for --since)")
+    filters.add_argument("--source", action="append", default=[], metavar="FILE",
+                         help="hits from this corpus file (full path or file name)")
+    filters.add_argument("--exclude-source", action="append", default=[], metavar="FILE",
+                         help="no hits from this corpus file")
+
+
+def filter_of(args: argparse.Namespace):
+    from ..index.filters import from_options
+
+    return from_options(
+        has_hashtags=args.has_hashtag, lacks_hashtags=args.lacks_hashtag, authors=args.author,
+        exclude_authors=args.exclude_author, since=args.since, until=args.until,
+        sources=args.source, exclude_sources=args.exclude_source,
+    )
