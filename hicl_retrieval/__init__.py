@@ -25,17 +25,18 @@ if TYPE_CHECKING:
     from .encoding.encoder import Encoder
     from .workflows.build import BuildReport, build_index
     from .workflows.search import Hit, Retriever, SearchResult
-    from .workflows.update import add_posts, compact, delete_posts, reindex
+    from .workflows.compact import compact, reindex
+    from .workflows.update import add_posts, delete_posts
     from .workflows.verify import VerifyReport, verify_index
 
 _LAZY = {
     "Encoder": "encoding.encoder",
     "BuildReport": "workflows.build",
     "build_index": "workflows.build",
-    "reindex": "workflows.update",
+    "reindex": "workflows.compact",
     "add_posts": "workflows.update",
     "delete_posts": "workflows.update",
-    "compact": "workflows.update",
+    "compact": "workflows.compact",
     "Hit": "workflows.search",
     "Retriever": "workflows.search",
     "SearchResult": "workflows.search",

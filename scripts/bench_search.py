@@ -40,10 +40,11 @@ from tweeteval import all_tweets
 from hicl_retrieval import resolve_encoder
 from hicl_retrieval.core import native
 from hicl_retrieval.encoding.encoder import Encoder
-from hicl_retrieval.index.faiss_index import VectorIndex, default_k_factor, effective_factory, exact_search, reranked
+from hicl_retrieval.index.faiss_index import (
+    VectorIndex, default_k_factor, effective_factory, exact_search, filled, reranked, trained_index,
+)
 from hicl_retrieval.index.planning import factory_for, format_size, parse_size
 from hicl_retrieval.index.tuning import recall_at_k, tune
-from hicl_retrieval.workflows.build import build_faiss_index
 
 K = 10
 
@@ -178,7 +179,7 @@ def bench_ours(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, args
     k_factor = default_k_factor(factory)
     ids = np.arange(size, dtype=np.int64)
     tick = time.perf_counter()
-    index = build_faiss_index(vectors, ids, factory, dim)
+    index = filled(trained_index(vectors, ids, factory, dim), vectors, ids)
     build = time.perf_counter() - tick
     tick = time.perf_counter()
     tuning = tune(index, vectors, ids, k_factor=k_factor, target=args.target_recall)

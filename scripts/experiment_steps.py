@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 from hicl_retrieval.core.config import BuildConfig, resolve_encoder
-from hicl_retrieval.index.directory import MANIFEST, IndexDir
+from hicl_retrieval.index.directory import IndexDir
+from hicl_retrieval.index.manifest import MANIFEST
 from hicl_retrieval.workflows.build import build_index
 
 HASHTAG_RULE = "hicl"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from test_index import write_corpus
 
-from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index
+from hicl_retrieval import BuildConfig, HiclError, Retriever, add_posts, build_index, compact, reindex
 from hicl_retrieval.cli import main
 from hicl_retrieval.index.checksums import block_digests, damaged_ranges
-from hicl_retrieval.index.directory import MANIFEST, IndexDir
-from hicl_retrieval.workflows.update import add_posts, compact, reindex
+from hicl_retrieval.index.directory import IndexDir
+from hicl_retrieval.index.manifest import MANIFEST
 from hicl_retrieval.workflows.verify import verify_index
 
 
@@ -47,27 +47,27 @@ def damaged_names(path):
 
 def test_5_the_manifest_records_a_checksum_of_every_file_and_verify_checks_them(index, capsys):
     manifest = IndexDir(index).read_manifest()
-    assert set(manifest.checksums) == set(manifest.files) == {"vectors.f16", "posts.duckdb", "rejects.jsonl",
-                                                               "faiss.index"}
+    assert set(manifest.checksums) == set(manifest.files) == {"seg-0.f16", "seg-0.ids.npy", "seg-0.duckdb",
+                                                               "rejects.jsonl", "seg-0.faiss", "trained-0.faiss"}
     assert damaged_names(index) == []
     assert main(["verify", str(index)]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[-1] == f"{index}: intact" and "faiss.index contents: 62 vectors" in out
+    assert out.splitlines()[-1] == f"{index}: intact" and "FAISS index contents: 62 vectors" in out
 
 
 def test_5_a_faiss_index_garbled_in_place_is_refused_and_reindex_mends_it(index, tiny_encoder, capsys):
-    faiss_bytes = (index / "faiss.index").read_bytes()
-    first_row = np.fromfile(index / "vectors.f16", dtype=np.float16, count=32).astype(np.float32).tobytes()
+    faiss_bytes = (index / "seg-0.faiss").read_bytes()
+    first_row = np.fromfile(index / "seg-0.f16", dtype=np.float16, count=32).astype(np.float32).tobytes()
     codes = faiss_bytes.index(first_row)  # where the flat index keeps its float32 vectors
     huge = np.random.default_rng(0).choice([-5.9e36, 5.9e36], size=32 * 40).astype(np.float32)
-    garble(index / "faiss.index", codes, huge.tobytes())
-    assert (index / "faiss.index").stat().st_size == len(faiss_bytes)
+    garble(index / "seg-0.faiss", codes, huge.tobytes())
+    assert (index / "seg-0.faiss").stat().st_size == len(faiss_bytes)
     with Retriever(index, encoder=tiny_encoder) as retriever:
         with pytest.raises(HiclError, match=r"answered with a cosine of .* run `hicl-retrieval verify"):
             retriever.search("river flooding downtown", k=10)
     assert main(["verify", str(index)]) == 1
     captured = capsys.readouterr()
-    assert "DAMAGED  faiss.index: 1 of 1 blocks differ from their SHA-256" in captured.out
+    assert "DAMAGED  seg-0.faiss: 1 of 1 blocks differ from their SHA-256" in captured.out
     assert "`hicl-retrieval reindex" in captured.err and captured.err.count("\n") == 1
     reindex(index, "flat")
     assert damaged_names(index) == []
@@ -76,12 +76,12 @@ def test_5_a_faiss_index_garbled_in_place_is_refused_and_reindex_mends_it(index,
 
 
 def test_5_damaged_vectors_are_found_and_never_copied_by_reindex_or_compact(index):
-    garble(index / "vectors.f16", 64 * 10, b"\xff" * 64)  # NaNs in one row
-    assert damaged_names(index) == ["vectors.f16", "vectors.f16 contents"]
+    garble(index / "seg-0.f16", 64 * 10, b"\xff" * 64)  # NaNs in one row
+    assert damaged_names(index) == ["seg-0.f16", "seg-0.f16 contents"]
     for change in (lambda: reindex(index, "hnsw"), lambda: compact(index)):
-        with pytest.raises(HiclError, match=r"vectors.f16 is damaged: 1 of its blocks differ"):
+        with pytest.raises(HiclError, match=r"seg-0.f16 is damaged: 1 of its blocks differ"):
             change()
-    assert damaged_names(index) == ["vectors.f16", "vectors.f16 contents"]  # nothing changed
+    assert damaged_names(index) == ["seg-0.f16", "seg-0.f16 contents"]  # nothing changed
 
 
 def test_5_an_index_without_checksums_is_still_checked_by_its_contents(index):
@@ -89,8 +89,8 @@ def test_5_an_index_without_checksums_is_still_checked_by_its_contents(index):
     (index / MANIFEST).write_text(json.dumps({**data, "checksums": {}}))
     report = verify_index(index)
     assert report.damaged == [] and "no checksums recorded" in report.lines()[0]
-    garble(index / "vectors.f16", 64 * 3, np.full(32, 7, dtype=np.float16).tobytes())  # not a unit vector
-    assert damaged_names(index) == ["vectors.f16 contents"]
+    garble(index / "seg-0.f16", 64 * 3, np.full(32, 7, dtype=np.float16).tobytes())  # not a unit vector
+    assert damaged_names(index) == ["seg-0.f16 contents"]
 
 
 def test_5_add_and_delete_keep_the_checksums_current(index, tiny_encoder, tmp_path):
@@ -117,14 +117,14 @@ def test_5_block_checksums_of_an_appended_file_reuse_the_blocks_already_covered(
 
 
 def test_11_a_damaged_post_store_or_faiss_header_is_one_line(index, capsys):
-    store = index / "posts.duckdb"
+    store = index / "seg-0.duckdb"
     rng = np.random.default_rng(1)
     for offset in range(300_000, store.stat().st_size, 50_000):
         garble(store, offset, rng.bytes(64))
     err = _query_error(index, capsys)
     assert "the post store" in err and "is damaged" in err and "verify" in err
-    assert "posts.duckdb contents" in damaged_names(index)
-    garble(index / "faiss.index", 0, b"XXXX")
+    assert "seg-0.duckdb contents" in damaged_names(index)
+    garble(index / "seg-0.faiss", 0, b"XXXX")
     err = _query_error(index, capsys)
     assert "the FAISS index" in err and "is damaged and cannot be read" in err
 

@@ -10,8 +10,9 @@ from test_index import TOPICS
 from hicl_retrieval import BuildConfig, Condition, Filter, HiclError, Retriever, build_index
 from hicl_retrieval.cli import main
 from hicl_retrieval.core.text import extract_hashtags
-from hicl_retrieval.index.directory import MANIFEST, IndexDir, Manifest
+from hicl_retrieval.index.directory import IndexDir
 from hicl_retrieval.index.filters import from_options
+from hicl_retrieval.index.manifest import MANIFEST, Manifest
 
 
 def write_posts(path, count):

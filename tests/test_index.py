@@ -8,7 +8,8 @@ import pytest
 
 from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index
 from hicl_retrieval.core.text import duplicate_key, is_near_duplicate
-from hicl_retrieval.index.directory import MANIFEST, IndexDir, Manifest
+from hicl_retrieval.index.directory import IndexDir
+from hicl_retrieval.index.manifest import MANIFEST, Manifest
 
 TOPICS = [
     "river flooding downtown streets evacuated",
@@ -61,12 +62,15 @@ def test_manifest_round_trip_and_files(built, tiny_encoder):
     path, report, _ = built
     manifest = IndexDir(path).read_manifest()
     assert Manifest.from_dict(json.loads(json.dumps(manifest.to_dict()))) == manifest
-    assert manifest.count == 62 and manifest.vector_rows == 63
+    assert manifest.count == 62 and manifest.next_id == 63
+    (segment,) = manifest.segments
+    assert (segment.name, segment.rows, segment.posts, segment.first_id, segment.last_id) == ("seg-0", 63, 62, 0, 62)
     assert manifest.encoder == tiny_encoder.config
     assert manifest.dim == tiny_encoder.dim
     assert manifest.faiss_factory == "IDMap2,Flat"
     assert manifest.stats["indexed"] == 62
-    assert set(manifest.files) == {"vectors.f16", "faiss.index", "posts.duckdb", "rejects.jsonl"}
+    assert set(manifest.files) == {"seg-0.f16", "seg-0.ids.npy", "seg-0.duckdb", "seg-0.faiss", "trained-0.faiss",
+                                   "rejects.jsonl"}
 
 
 def test_vector_ids_are_the_store_keys(built, tiny_encoder):
@@ -74,14 +78,14 @@ def test_vector_ids_are_the_store_keys(built, tiny_encoder):
     directory = IndexDir(path)
     manifest = directory.read_manifest()
     vectors = directory.open_vectors(manifest)
-    store = directory.open_store(read_only=True, name=manifest.store_file)
+    store = directory.open_store(manifest)
     try:
         rows = store.fetch([0, 17, 41])
         assert store.fetch([62]) == {}  # the duplicate post id was removed from the store...
     finally:
         store.close()
     assert directory.open_faiss(manifest).size == 62  # ...and never reached FAISS
-    fresh = tiny_encoder.encode([rows[i]["text"] for i in (0, 17, 41)])
+    fresh = tiny_encoder.encode([rows[i].text for i in (0, 17, 41)])
     np.testing.assert_allclose(vectors[[0, 17, 41]].astype(np.float32), fresh, atol=2e-3)
 
 
@@ -145,15 +149,15 @@ def test_incomplete_or_damaged_index_fails_clearly(built, tmp_path):
         IndexDir(tmp_path / "nowhere").read_manifest()
     partial = tmp_path / "partial"
     partial.mkdir()
-    (partial / "posts.duckdb").write_bytes(b"")
+    (partial / "seg-0.duckdb").write_bytes(b"")
     with pytest.raises(HiclError, match="holds index files but no manifest.json"):
         Retriever(partial)
     copy = tmp_path / "copy"
     copy.mkdir()
-    for name in ("manifest.json", "posts.duckdb", "rejects.jsonl", "vectors.f16"):
+    for name in ("manifest.json", "seg-0.duckdb", "rejects.jsonl", "seg-0.f16", "seg-0.ids.npy", "trained-0.faiss"):
         (copy / name).write_bytes((path / name).read_bytes())
-    (copy / "faiss.index").write_bytes((path / "faiss.index").read_bytes()[:100])
-    with pytest.raises(HiclError, match="faiss.index has 100 bytes"):
+    (copy / "seg-0.faiss").write_bytes((path / "seg-0.faiss").read_bytes()[:100])
+    with pytest.raises(HiclError, match="seg-0.faiss has 100 bytes"):
         IndexDir(copy).read_manifest()
     data = json.loads((path / MANIFEST).read_text())
     (copy / MANIFEST).write_text(json.dumps({**data, "format_version": 99}))

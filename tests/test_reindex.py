@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from test_filters import write_posts
 
-from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index
+from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index, reindex
 from hicl_retrieval.cli import main
 from hicl_retrieval.index.directory import IndexDir
-from hicl_retrieval.workflows.update import reindex
 
 
 @pytest.fixture
@@ -31,7 +30,7 @@ def ids_and_scores(path, encoder, **options):
 
 def test_reindex_switches_type_without_encoding(flat_index, tiny_encoder, monkeypatch):
     exact_ids, exact_scores = ids_and_scores(flat_index, tiny_encoder)
-    old_file = IndexDir(flat_index).read_manifest().faiss_file
+    old_files = {s.faiss_file for s in IndexDir(flat_index).read_manifest().segments}
 
     def no_encoding(*args, **kwargs):
         raise AssertionError("reindex must not encode")
@@ -40,7 +39,9 @@ def test_reindex_switches_type_without_encoding(flat_index, tiny_encoder, monkey
     manifest = reindex(flat_index, "PQ8x4")
     monkeypatch.undo()
     assert (manifest.faiss_factory, manifest.k_factor, manifest.count) == ("IDMap2,PQ8x4", 10, 1500)
-    assert not (flat_index / old_file).exists() and (flat_index / manifest.faiss_file).exists()
+    new_files = {s.faiss_file for s in manifest.segments}
+    assert not any((flat_index / name).exists() for name in old_files)
+    assert all((flat_index / name).exists() for name in new_files) and not old_files & new_files
 
     reranked_ids, reranked_scores = ids_and_scores(flat_index, tiny_encoder)
     codes_ids, codes_scores = ids_and_scores(flat_index, tiny_encoder, k_factor=1)
@@ -65,9 +66,9 @@ def test_reindex_switches_type_without_encoding(flat_index, tiny_encoder, monkey
 
 def _exact_scores(path, encoder, ids):
     directory = IndexDir(path)
-    stored = directory.open_vectors(directory.read_manifest()).astype(np.float32)
+    stored = directory.open_vectors(directory.read_manifest())
     queries = encoder.encode(QUERIES)
-    return [stored[row] @ query for row, query in zip(ids, queries)]
+    return [stored[np.asarray(row)].astype(np.float32) @ query for row, query in zip(ids, queries)]
 
 
 def test_reindex_errors_and_cli(flat_index, capsys):

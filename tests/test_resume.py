@@ -14,7 +14,8 @@ import pytest
 from test_index import TOPICS, write_corpus
 
 from hicl_retrieval import BuildConfig, HiclError, ReaderConfig, build_index
-from hicl_retrieval.index.directory import BUILD_STATE, MANIFEST, IndexDir
+from hicl_retrieval.index.directory import IndexDir
+from hicl_retrieval.index.manifest import BUILD_STATE, MANIFEST
 
 
 def write_big_corpus(path: Path, posts: int) -> None:
@@ -32,12 +33,10 @@ def index_contents(path: Path) -> tuple[dict, Counter, dict]:
     directory = IndexDir(path)
     manifest = directory.read_manifest()
     vectors = directory.open_vectors(manifest)
-    store = directory.open_store(read_only=True, name=manifest.store_file)
-    try:
+    with directory.open_store(manifest) as store:
         rows = store.con.execute("SELECT id, post_id, text, source, line FROM posts ORDER BY id").fetchall()
-    finally:
-        store.close()
-    posts = {(post_id, text, source, line): vectors[i].astype(np.float32) for i, post_id, text, source, line in rows}
+    stored = vectors[np.array([row[0] for row in rows], dtype=np.int64)].astype(np.float32)
+    posts = {(post_id, text, source, line): vector for (_, post_id, text, source, line), vector in zip(rows, stored)}
     assert len(posts) == len(rows) == manifest.count == directory.open_faiss(manifest).size
     rejects = Counter(directory.file("rejects.jsonl").read_text(encoding="utf-8").splitlines())
     stats = {k: manifest.stats[k] for k in ("read", "indexed", "rejected", "duplicates", "repeated_texts")}
@@ -63,7 +62,7 @@ def test_kill_9_at_several_points_then_rerun_gives_the_uninterrupted_index(tmp_p
     kills = 0
     for fraction in (0.05, 0.3, 0.55, 0.8, 0.97):
         process = subprocess.Popen(command(interrupted), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        vectors = interrupted / "vectors.f16"
+        vectors = interrupted / "seg-0.f16"
         while process.poll() is None:
             if vectors.exists() and vectors.stat().st_size >= fraction * total * row_bytes:
                 process.send_signal(signal.SIGKILL)
@@ -118,7 +117,7 @@ def test_a_failed_build_resumes_on_rerun_and_other_settings_are_refused(tiny_enc
     def failing_index(*args):
         raise RuntimeError("stopped while building the FAISS index")
 
-    monkeypatch.setattr(indexer, "build_faiss_index", failing_index)
+    monkeypatch.setattr(indexer, "trained_index", failing_index)
     with pytest.raises(RuntimeError, match="FAISS"):
         build_index([corpus], out, config, encoder=tiny_encoder)  # resumes, then fails at the end
     monkeypatch.undo()

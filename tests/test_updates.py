@@ -2,28 +2,44 @@
 
 import json
 
+import numpy as np
 import pytest
 from test_filters import write_posts
 
-from hicl_retrieval import BuildConfig, Filter, HiclError, Retriever, build_index
+from hicl_retrieval import (
+    BuildConfig,
+    Filter,
+    HiclError,
+    Retriever,
+    add_posts,
+    build_index,
+    compact,
+    delete_posts,
+    reindex,
+)
 from hicl_retrieval.cli import main
-from hicl_retrieval.index.directory import WRITE_LOCK, IndexDir
+from hicl_retrieval.index.directory import IndexDir
 from hicl_retrieval.index.filters import Condition
-from hicl_retrieval.workflows.update import add_posts, compact, delete_posts, reindex
+from hicl_retrieval.index.manifest import MANIFEST, WRITE_LOCK
 
 
 def contents(path):
-    """post id -> (text, float16 vector) of every post of the index at `path`; checks the counts agree."""
+    """post id -> (id, text, float16 vector) of every live post of the index at `path`; checks the counts agree."""
     directory = IndexDir(path)
     manifest = directory.read_manifest()
     vectors = directory.open_vectors(manifest)
-    store = directory.open_store(read_only=True, name=manifest.store_file)
-    try:
+    with directory.open_store(manifest) as store:
         rows = store.con.execute("SELECT id, post_id, text FROM posts ORDER BY id").fetchall()
-    finally:
-        store.close()
     assert len(rows) == manifest.count
-    return {post_id: (text, vectors[i].tobytes()) for i, post_id, text in rows}
+    stored = vectors[np.array([row[0] for row in rows], dtype=np.int64)]
+    return {post_id: (i, text, vector.tobytes()) for (i, post_id, text), vector in zip(rows, stored)}
+
+
+def only_named_files(path):
+    """Whether the index folder holds exactly the files its manifest names (no leftovers of a change)."""
+    manifest = IndexDir(path).read_manifest()
+    present = {p.name for p in path.iterdir()} - {MANIFEST, WRITE_LOCK}
+    return present == set(manifest.files)
 
 
 def texts_of(retriever, query, k=10, **options):
@@ -70,8 +86,7 @@ def test_add_encodes_only_new_posts_and_matches_a_full_build(index, tmp_path, ti
     config = BuildConfig(encoder=tiny_encoder.config, progress=False)
     build_index([full], tmp_path / "full", config, encoder=tiny_encoder)
     assert contents(path) == contents(tmp_path / "full")
-    assert sorted(p.name for p in path.iterdir() if p.name.startswith(("posts", "faiss"))) == sorted(
-        [IndexDir(path).read_manifest().store_file, IndexDir(path).read_manifest().faiss_file])
+    assert len(IndexDir(path).read_manifest().segments) == 2 and only_named_files(path)
 
 
 def test_interrupted_add_leaves_the_index_as_it_was(index, tmp_path, tiny_encoder, monkeypatch):
@@ -94,7 +109,7 @@ def test_interrupted_add_leaves_the_index_as_it_was(index, tmp_path, tiny_encode
     assert contents(path) == before  # the appended vectors lie past what the manifest covers
     report = add_posts(path, [tmp_path / "b.jsonl"], encoder=tiny_encoder, chunk_size=16, progress=False)
     assert report.added == 60 and len(contents(path)) == 360
-    assert len([p for p in path.iterdir() if p.name.startswith("posts")]) == 1
+    assert only_named_files(path)
 
 
 def test_delete_hides_posts_at_once_and_compact_removes_them(index, tiny_encoder):
@@ -113,15 +128,18 @@ def test_delete_hides_posts_at_once_and_compact_removes_them(index, tiny_encoder
         kept = [t for t in wanted if t not in gone]
         assert set(kept[: len(kept) - 3]) <= set(hidden)  # the rest of the old hits (ties may reorder the tail)
         manifest = IndexDir(path).read_manifest()
-        assert manifest.count == 300 - deleted and manifest.vector_rows == 300
+        assert manifest.count == 300 - deleted and manifest.deleted == deleted
+        assert sum(segment.rows for segment in manifest.segments) == 300
         compacted = compact(path)
         # the reader opened before the compaction still answers from its own files
         assert texts_of(retriever, "river flooding", k=20, dedupe=False) == hidden
-    assert compacted.vector_rows == compacted.count == 300 - deleted
+    (segment,) = compacted.segments
+    assert segment.rows == segment.posts == compacted.count == 300 - deleted and not compacted.deletions
     with Retriever(path, encoder=tiny_encoder) as retriever:
         assert len(retriever) == compacted.count
         assert texts_of(retriever, "river flooding", k=20, dedupe=False) == hidden
-    assert {text for text, _ in contents(path).values()} == {r["text"] for r in rows} - gone
+    assert {text for _, text, _ in contents(path).values()} == {r["text"] for r in rows} - gone
+    assert only_named_files(path)
     with pytest.raises(HiclError, match="post ids or a filter"):
         delete_posts(path)
 

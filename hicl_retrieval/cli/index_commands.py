@@ -106,13 +106,12 @@ def _build(args: argparse.Namespace) -> None:
 
 def _reindex(args: argparse.Namespace) -> None:
     from ..core import native
-    from ..workflows.update import reindex
+    from ..workflows.compact import reindex
 
     native.set_threads(args.threads)
     manifest = reindex(args.index, args.faiss_factory, k_factor=args.k_factor, max_memory=options.memory(args),
                        target_recall=args.target_recall)
-    print(f"{args.index}: {manifest.count} posts now in {manifest.faiss_factory} ({manifest.faiss_file}), "
-          f"k_factor {manifest.k_factor}")
+    print(f"{args.index}: {manifest.count} posts now in {manifest.faiss_factory}, k_factor {manifest.k_factor}")
 
 
 def _add(args: argparse.Namespace) -> None:
@@ -129,14 +128,14 @@ def _delete(args: argparse.Namespace) -> None:
     from ..workflows.update import delete_posts
 
     deleted = delete_posts(args.index, post_ids=args.post_id, filter=options.filter_of(args))
-    print(f"{args.index}: {deleted} posts deleted (their vectors leave the files at the next compact)")
+    print(f"{args.index}: {deleted} posts deleted (their rows leave the files at the next compact)")
 
 
 def _compact(args: argparse.Namespace) -> None:
-    from ..workflows.update import compact
+    from ..workflows.compact import compact
 
     manifest = compact(args.index)
-    print(f"{args.index}: compacted to {manifest.count} posts ({manifest.faiss_factory})")
+    print(f"{args.index}: compacted to {manifest.count} posts in one segment ({manifest.faiss_factory})")
 
 
 def _verify(args: argparse.Namespace) -> None:
@@ -152,8 +151,10 @@ def _verify(args: argparse.Namespace) -> None:
 
 def _info(args: argparse.Namespace) -> None:
     from ..index.directory import IndexDir
+    from ..index.usage import compaction_advice, usage
 
-    manifest = IndexDir(args.index).read_manifest()
+    directory = IndexDir(args.index)
+    manifest = directory.read_manifest()
     if args.json:
         print(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -167,7 +168,7 @@ def _info(args: argparse.Namespace) -> None:
           f"max {enc.max_length} tokens, {manifest.dim} dimensions")
     print(f"hashtags    {manifest.hashtag_rule} rule")
     print(f"faiss       {manifest.faiss_factory}, inner product on unit vectors, "
-          f"re-rank k_factor {manifest.k_factor} ({manifest.faiss_file})")
+          f"re-rank k_factor {manifest.k_factor}")
     if manifest.tuning:
         tuning = manifest.tuning
         params = ", ".join(f"{k}={v}" for k, v in manifest.search_params.items())
@@ -178,6 +179,12 @@ def _info(args: argparse.Namespace) -> None:
         print(f"build       read {stats.get('read')}, indexed {stats.get('indexed')}, "
               f"rejected {sum(rejected.values())} {rejected or ''}, duplicate post ids {stats.get('duplicates')}, "
               f"{stats.get('seconds')} s")
-    print("files       " + ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in manifest.files.items()))
+    rows = usage(directory, manifest)
+    print(f"segments    {len(rows)}: " + ", ".join(f"{row.name} ({row.posts} posts, {row.bytes / 1e6:.1f} MB)"
+                                               for row in rows))
+    deleted = sum(row.deleted for row in rows)
+    print(f"deleted     {deleted} rows not compacted yet, holding about "
+          f"{sum(row.deleted_bytes for row in rows) / 1e6:.1f} MB; {compaction_advice(manifest, rows)}")
+    print(f"files       {len(manifest.files)}, {sum(manifest.files.values()) / 1e6:.1f} MB in all")
 
 

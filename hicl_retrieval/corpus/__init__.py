@@ -11,7 +11,9 @@ DuckDB reads Parquet, where a row number is all there is. Nothing is ever silent
 a record is either a `Post` or a `Reject` (`records`).
 """
 
-from .inputs import FORMATS, Corpus, CorpusFile, detect_format, estimate_records, format_of_name, read_file
+from .inputs import (
+    FORMATS, Corpus, CorpusFile, detect_format, estimate_records, format_of_name, read_file, record_chunks,
+)
 from .records import (
     BAD_CREATED_AT,
     BAD_JSON,
@@ -34,4 +36,5 @@ __all__ = [
     "BAD_CREATED_AT", "BAD_JSON", "BAD_ROW", "BAD_UTF8", "CORRUPT_FILE", "EMPTY_TEXT", "FORMATS", "MISSING_TEXT",
     "NOT_AN_OBJECT", "NUL_BYTE", "TOO_LONG", "Corpus", "CorpusFile", "CorruptStream", "Post", "Record", "Reject",
     "detect_format", "estimate_records", "format_of_name", "normalize_post_id", "open_binary", "read_file",
+    "record_chunks",
 ]

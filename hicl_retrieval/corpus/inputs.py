@@ -8,6 +8,7 @@ has its text column.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,3 +173,10 @@ class Corpus:
                     f"{file.path}: the time of {unreadable} of {timed} posts could not be read (bad_created_at); "
                     "name its format with --time-format, e.g. --time-format '%d/%m/%Y %H:%M'"
                 )
+
+
+def record_chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    """`records` in lists of `size`: one list is encoded and committed at a time."""
+    iterator = iter(records)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk

@@ -1,20 +1,21 @@
-"""One index directory: manifest, vectors, FAISS index, post store, opened and committed here.
+"""One index directory: its manifest and segment files, opened and committed here.
 
 Layout::
 
-    IDX/manifest.json   what the index is (format version, encoder, counts, files); written
-                        last and atomically, so a directory without it is never an index
-    IDX/vectors.f16     every encoded vector, float16, row = post id (for re-ranking and
-                        rebuilding the FAISS index without re-encoding)
-    IDX/faiss.index     the FAISS index, ids = post ids
-    IDX/posts.duckdb    the ``posts`` table (see store.py)
-    IDX/rejects.jsonl   rows of the corpus that were not indexed: source, line, reason
-    IDX/build.json      only while a build is unfinished: its inputs and settings, so that
-                        rerunning it resumes where it stopped
+    IDX/manifest.json         what the index is (manifest.py); written last and atomically, so a
+                              directory without it is never an index and a reader sees a whole one
+    IDX/seg-<n>.f16           a segment's vectors, float16, one row per id of seg-<n>.ids.npy
+    IDX/seg-<n>.ids.npy       the segment's ids, ascending (int64)
+    IDX/seg-<n>.duckdb        the segment's ``posts`` rows (store.py)
+    IDX/seg-<n>[-<m>].faiss   the segment's part of the FAISS index, ids = post ids
+    IDX/trained-<n>.faiss     the trained, empty FAISS index every part starts from
+    IDX/del-<n>.npy           ids deleted by one `delete` (int64), skipped until `compact`
+    IDX/rejects.jsonl         rows of the corpus that were not indexed: source, line, reason
+    IDX/build.json            only while a build is unfinished: its inputs and settings, so that
+                              rerunning it resumes where it stopped
 
-`add`, `delete` and `compact` never change a file a reader may have open, except by appending
-past what the manifest covers: they write new generations (``posts.<n>.duckdb``,
-``faiss.<n>.index``, ``vectors.<n>.f16``) and switch to them by rewriting the manifest.
+Segment files are written once under new names and never changed; a change switches to them by
+writing the manifest, and the files no manifest names are removed by the next change.
 """
 
 from __future__ import annotations
@@ -22,77 +23,24 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..core.atomic import write_json
-from ..core.config import EncoderConfig
 from ..core.errors import HiclError
-from .checksums import BLOCK_BYTES, block_digests, damaged_ranges
+from .checksums import block_digests, damaged_ranges
+from .manifest import BUILD_STATE, FORMAT_VERSION, MANIFEST, REJECTS, Manifest, Segment
 from .faiss_index import VectorIndex
+from .segments import SegmentVectors, combined
 from .store import PostStore
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-VECTORS = "vectors.f16"
-FAISS_INDEX = "faiss.index"
-STORE = "posts.duckdb"
-REJECTS = "rejects.jsonl"
-BUILD_STATE = "build.json"
-WRITE_LOCK = "write.lock"
 _INDEX_FILE = re.compile(
-    r"^(manifest\.json|build\.json|rejects\.jsonl|write\.lock|posts(\.\d+)?\.duckdb|vectors(\.\d+)?\.f16"
-    r"|faiss(\.\d+)?\.index)(\.wal|\.tmp)?$"
+    r"^(manifest\.json|build\.json|rejects\.jsonl|write\.lock|seg-[\w-]+\.(f16|ids\.npy|duckdb|faiss)|del-\w+\.npy"
+    r"|trained-\w+\.faiss|posts(\.\d+)?\.duckdb|vectors(\.\d+)?\.f16|faiss(\.\d+)?\.index)(\.wal|\.tmp)?$"
 )
-
-
-@dataclass(frozen=True)
-class Manifest:
-    encoder: EncoderConfig
-    dim: int
-    faiss_factory: str
-    count: int
-    """Posts in the index."""
-    vector_rows: int
-    """Rows of vectors.f16; ids run from 0 to vector_rows - 1, with gaps for dropped duplicates."""
-    model_revision: str | None = None
-    faiss_file: str = FAISS_INDEX
-    """The FAISS index file; `reindex` writes a new one and switches by rewriting the manifest."""
-    k_factor: int = 1
-    """Candidates per hit re-ranked exactly from vectors.f16 (above 1 for compressed indexes)."""
-    search_params: dict[str, int] = field(default_factory=dict)
-    """FAISS search parameters set on opening (``nprobe``, ``efSearch``), as tuned at build time."""
-    tuning: dict[str, Any] = field(default_factory=dict)
-    """How `search_params` were chosen: target and reached recall@10 against exact search."""
-    store_file: str = STORE
-    vectors_file: str = VECTORS
-    hashtag_rule: str = "hicl"
-    """How the posts' hashtags were extracted (text.py); indexes without the field used the HICL rule."""
-    stats: dict[str, Any] = field(default_factory=dict)
-    files: dict[str, int] = field(default_factory=dict)
-    """Size in bytes of each file, checked on open to catch truncated copies."""
-    checksums: dict[str, list[str]] = field(default_factory=dict)
-    """SHA-256 of each `checksum_block` bytes of each file, checked by `verify` (see checksums.py);
-    empty for indexes written before checksums were recorded."""
-    checksum_block: int = BLOCK_BYTES
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    library_version: str = ""
-    format_version: int = FORMAT_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["encoder"] = self.encoder.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        data = dict(data)
-        data["encoder"] = EncoderConfig.from_dict(data["encoder"], where="manifest encoder")
-        return cls(**data)
+"""The files an index (or an unfinished change of one) may hold, format 1's among them."""
 
 
 def _library_version() -> str:
@@ -172,16 +120,22 @@ class IndexDir:
     def commit(self, manifest: Manifest) -> None:
         """Make `manifest` the index: written atomically after every file it names; no build state.
 
-        The sizes and block checksums of the files are recorded; a file the previous manifest
-        (`manifest` was made from it) already covered rehashes only what was appended to it.
+        The sizes and block checksums of the files are recorded. Files the previous manifest
+        (`manifest` was made from it) covered are immutable and keep their digests, but for
+        rejects.jsonl, which is append-only and rehashes only what was appended: a commit hashes
+        what the change wrote, not the index.
         """
-        names = (manifest.vectors_file, manifest.store_file, REJECTS, manifest.faiss_file)
         files, checksums = {}, {}
-        for name in names:
-            if self.file(name).exists():
-                files[name] = self.file(name).stat().st_size
-                checksums[name] = block_digests(self.file(name), files[name], manifest.checksums.get(name),
-                                                manifest.files.get(name, 0), manifest.checksum_block)
+        for name in manifest.named_files():
+            if not self.file(name).exists():
+                continue
+            files[name] = size = self.file(name).stat().st_size
+            known = manifest.checksums.get(name)
+            if known is not None and name != REJECTS and manifest.files.get(name) == size:
+                checksums[name] = known
+            else:
+                checksums[name] = block_digests(self.file(name), size, known, manifest.files.get(name, 0),
+                                                manifest.checksum_block)
         data = {**manifest.to_dict(), "files": files, "checksums": checksums, "library_version": _library_version()}
         write_json(self.file(MANIFEST), data)
         self.file(BUILD_STATE).unlink(missing_ok=True)
@@ -201,34 +155,36 @@ class IndexDir:
                 f"recorded (from byte {ranges[0][0]}); run `hicl-retrieval verify {self.path}`"
             )
 
+    def check_vectors(self, manifest: Manifest) -> None:
+        """Refuse to read the stored vectors (and their ids) when damaged: a rebuild from them must not copy damage."""
+        for segment in manifest.segments:
+            self.check_intact(manifest, segment.vectors_file)
+            self.check_intact(manifest, segment.ids_file)
+
     def size_problem(self, manifest: Manifest, name: str) -> str | None:
         """How the size of the file `name` differs from the manifest's record, or None.
 
-        The append-only files (vectors, rejects) may be longer: a change appends past what the
-        manifest covers before it switches.
+        rejects.jsonl may be longer: a change appends to it before it switches.
         """
         size = manifest.files[name]
         actual = self.file(name).stat().st_size if self.file(name).exists() else None
-        if actual == size or (name in (manifest.vectors_file, REJECTS) and actual and actual > size):
+        if actual == size or (name == REJECTS and actual and actual > size):
             return None
         return "is missing" if actual is None else f"has {actual} bytes, the manifest says {size}"
 
     def read_manifest(self, *, check_sizes: bool = True, except_faiss: bool = False) -> Manifest:
         """The manifest, checked against this library and (`check_sizes`) the sizes of the files on disk.
 
-        `except_faiss` leaves the FAISS file unchecked, for `reindex`, which replaces it.
+        `except_faiss` leaves the FAISS files unchecked, for `reindex`, which replaces them.
         """
-        if not self.path.is_dir():
-            what = "is a file, not an index directory" if self.path.exists() else "does not exist"
-            raise HiclError(f"no index at {self.path}: it {what}")
-        path = self.file(MANIFEST)
-        if not path.is_file():
-            raise HiclError(self._not_an_index())
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            version = data.get("format_version")
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-            raise HiclError(f"{path} is damaged ({exc}); rebuild the index") from None
+        data = self.manifest_data()
+        version = data.get("format_version")
+        if version == 1:
+            raise HiclError(
+                f"{self.path} has index format 1 (one post store and FAISS file that every change rewrote); "
+                f"convert it to format {FORMAT_VERSION} (segments) without re-encoding with "
+                f"`hicl-retrieval compact {self.path}`"
+            )
         if version != FORMAT_VERSION:
             raise HiclError(
                 f"{self.path} has index format {version}, this version of hicl-retrieval reads "
@@ -237,15 +193,34 @@ class IndexDir:
         try:
             manifest = Manifest.from_dict(data)
         except (TypeError, KeyError) as exc:
-            raise HiclError(f"{path} is damaged ({exc}); rebuild the index") from None
+            raise HiclError(f"{self.file(MANIFEST)} is damaged ({exc}); rebuild the index") from None
         for name in manifest.files if check_sizes else ():
-            problem = None if except_faiss and name == manifest.faiss_file else self.size_problem(manifest, name)
-            if problem and name == manifest.faiss_file:
-                raise HiclError(f"{self.file(name)} {problem}: rebuild it from the stored vectors with "
+            is_faiss = name.endswith(".faiss")
+            problem = None if except_faiss and is_faiss else self.size_problem(manifest, name)
+            if problem and is_faiss:
+                raise HiclError(f"{self.file(name)} {problem}: rebuild the FAISS index from the stored vectors with "
                                 f"`hicl-retrieval reindex {self.path} --index {manifest.faiss_factory}`")
             if problem:
                 raise HiclError(f"{self.file(name)} {problem}: the index is incomplete or damaged; rebuild it")
         return manifest
+
+    def format_version(self) -> int | None:
+        """The format of the index here (1 for one that `compact` converts)."""
+        return self.manifest_data().get("format_version")
+
+    def manifest_data(self) -> dict[str, Any]:
+        if not self.path.is_dir():
+            what = "is a file, not an index directory" if self.path.exists() else "does not exist"
+            raise HiclError(f"no index at {self.path}: it {what}")
+        path = self.file(MANIFEST)
+        if not path.is_file():
+            raise HiclError(self._not_an_index())
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            data.get("format_version")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+            raise HiclError(f"{path} is damaged ({exc}); rebuild the index") from None
+        return data
 
     def _not_an_index(self) -> str:
         """What a directory without a manifest holds, and what to do about it."""
@@ -261,17 +236,40 @@ class IndexDir:
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         return f"{self.path} is not an index directory: it has no {MANIFEST} (it holds {shown})"
 
-    def open_store(self, *, read_only: bool, name: str = STORE) -> PostStore:
-        return PostStore(self.file(name), read_only=read_only)
+    def deleted_ids(self, manifest: Manifest) -> np.ndarray:
+        """Every id the manifest's deletion records name, ascending."""
+        if not manifest.deletions:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.concatenate([np.load(self.file(d.file), allow_pickle=False) for d in manifest.deletions]))
+
+    def open_store(self, manifest: Manifest) -> PostStore:
+        """The live posts of every segment, read only, as one ``posts`` view."""
+        return PostStore.over([self.file(s.store_file) for s in manifest.segments], self.deleted_ids(manifest))
+
+    def segment_ids(self, segment: Segment) -> np.ndarray:
+        return np.load(self.file(segment.ids_file), mmap_mode="r", allow_pickle=False)
+
+    def vectors_file(self, name: str, rows: int, dim: int) -> np.ndarray:
+        """The float16 vectors of the file `name`, memory-mapped, shape (rows, dim)."""
+        if rows == 0:
+            return np.zeros((0, dim), dtype=np.float16)
+        return np.memmap(self.file(name), dtype=np.float16, mode="r", shape=(rows, dim))
+
+    def open_vectors(self, manifest: Manifest) -> SegmentVectors:
+        """Every stored vector (deleted posts' too, until `compact`), memory-mapped, indexed by id."""
+        return SegmentVectors([(self.segment_ids(s), self.vectors_file(s.vectors_file, s.rows, manifest.dim))
+                               for s in manifest.segments], manifest.dim)
 
     def open_faiss(self, manifest: Manifest, *, mmap: bool | None = None) -> VectorIndex:
-        """The FAISS index with its tuned search parameters; an IVF index's lists memory-mapped by default."""
+        """The segments' FAISS parts as one index with its tuned search parameters, skipping deleted ids.
+
+        An IVF index's lists are memory-mapped by default.
+        """
         if mmap is None:
             mmap = "IVF" in manifest.faiss_factory
-        return VectorIndex.load(self.file(manifest.faiss_file), mmap=mmap, search_params=manifest.search_params)
-
-    def open_vectors(self, manifest: Manifest) -> np.ndarray:
-        """vectors.f16 memory-mapped, shape (vector_rows, dim)."""
-        if manifest.vector_rows == 0:
-            return np.zeros((0, manifest.dim), dtype=np.float16)
-        return np.memmap(self.file(manifest.vectors_file), dtype=np.float16, mode="r", shape=(manifest.vector_rows, manifest.dim))
+        parts = [VectorIndex.load(self.file(s.faiss_file), mmap=mmap) for s in manifest.segments]
+        index = parts[0] if len(parts) == 1 else combined(parts, VectorIndex.load(self.file(manifest.trained_file)))
+        index.set_search_params(manifest.search_params)
+        deleted = self.deleted_ids(manifest)
+        index.excluded = deleted if len(deleted) else None
+        return index

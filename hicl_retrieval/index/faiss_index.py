@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,9 @@ import numpy as np
 from ..core import native
 from ..core.atomic import replacing
 from ..core.errors import HiclError
+from .planning import train_rows
+
+LOG = logging.getLogger(__name__)
 
 
 def effective_factory(factory: str) -> str:
@@ -32,6 +36,10 @@ class VectorIndex:
 
     def __init__(self, index) -> None:
         self.index = index
+        self.excluded: np.ndarray | None = None
+        """Ids searches skip (deleted posts whose vectors are still in the files)."""
+        self.keep: object = None
+        """Objects the FAISS index reads from and Python must keep alive (the parts of a combined index)."""
 
     @classmethod
     def create(cls, dim: int, factory: str = "Flat") -> VectorIndex:
@@ -102,9 +110,10 @@ class VectorIndex:
         )
 
     def _inner(self):
-        """The index that does the searching (inside its IDMap, if any)."""
+        """The index that does the searching (inside its IDMap, if any; a shard's, for segments searched as shards)."""
         faiss = native.faiss()
-        return faiss.downcast_index(self.index.index) if isinstance(self.index, faiss.IndexIDMap) else self.index
+        index = faiss.downcast_index(self.index.at(0)) if isinstance(self.index, faiss.IndexShards) else self.index
+        return faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
 
     def _ivf(self):
         """The inverted-file index inside this one (under an OPQ rotation, say), or None."""
@@ -125,12 +134,19 @@ class VectorIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each of shape (len(queries), k); id -1 where fewer than k exist.
 
-        `subset` (sorted ids) restricts the search to those posts through a FAISS IDSelector.
+        `subset` (sorted ids) restricts the search to those posts through a FAISS IDSelector;
+        without one, the `excluded` ids are skipped the same way.
         """
+        faiss = native.faiss()
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if subset is None:
+        if subset is not None:
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(subset, dtype=np.int64))
+        elif self.excluded is not None and len(self.excluded):
+            batch = faiss.IDSelectorBatch(np.ascontiguousarray(self.excluded, dtype=np.int64))
+            selector = faiss.IDSelectorNot(batch)
+            selector.batch_ref = batch
+        else:
             return self.index.search(queries, k)
-        selector = native.faiss().IDSelectorBatch(np.ascontiguousarray(subset, dtype=np.int64))
         return self.index.search(queries, k, params=self._parameters(selector))
 
     def _parameters(self, selector):
@@ -201,3 +217,27 @@ def exact_search(
         best_ids = np.take_along_axis(candidates, top, axis=1)
     order = np.argsort(-best_scores, axis=1, kind="stable")
     return np.take_along_axis(best_scores, order, axis=1), np.take_along_axis(best_ids, order, axis=1)
+
+
+def trained_index(vectors: np.ndarray, ids: np.ndarray, factory: str, dim: int) -> VectorIndex:
+    """An empty index of `factory`, trained (if the type needs it) on a sample of the rows `ids` of `vectors`."""
+    index = VectorIndex.create(dim, factory)
+    if not index.is_trained:
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(ids, size=train_rows(factory, len(ids)), replace=False))
+        LOG.info("training %s on %d vectors", factory, len(sample))
+        index.train(vectors[sample].astype(np.float32))
+    return index
+
+
+ADD_ROWS = 65536
+"""Vectors converted to float32 and added to FAISS at a time, so memory stays bounded."""
+
+
+def filled(trained: VectorIndex, vectors: np.ndarray, ids: np.ndarray) -> VectorIndex:
+    """A copy of the `trained` index holding the rows `ids` of `vectors` (anything indexed by id)."""
+    index = VectorIndex(native.faiss().clone_index(trained.index))
+    for start in range(0, len(ids), ADD_ROWS):
+        chunk = ids[start : start + ADD_ROWS]
+        index.add(vectors[chunk].astype(np.float32), chunk)
+    return index

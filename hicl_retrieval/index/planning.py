@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..core.errors import HiclError
 
@@ -176,3 +178,10 @@ def check_fits(plan: IndexPlan, *, max_memory: int | None, free_disk: int | None
             f"{plan.describe()}; only {format_size(free_disk)} are free on the index's disk. "
             "Free some space or choose another --out"
         )
+
+
+def free_disk(path: Path) -> int:
+    """Free bytes on the disk `path` will be on (it may not exist yet)."""
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free

@@ -1,11 +1,15 @@
-"""Post metadata in DuckDB, keyed by the same integer id as the vectors."""
+"""Post metadata in DuckDB, keyed by the same integer id as the vectors: one file a segment."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import astuple, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..core.errors import HiclError
 
@@ -29,7 +33,7 @@ LEDGER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS build_ledger (
     chunk INTEGER PRIMARY KEY,
     records BIGINT NOT NULL,        -- corpus records consumed so far (posts and rejects)
-    vector_rows BIGINT NOT NULL,    -- rows of vectors.f16 so far
+    vector_rows BIGINT NOT NULL,    -- rows of the segment's vectors so far
     rejects_bytes BIGINT NOT NULL,  -- size of rejects.jsonl so far
     stats VARCHAR NOT NULL          -- the build report so far, JSON
 )
@@ -62,10 +66,63 @@ def _readable(method):
     return guarded
 
 
+@dataclass(frozen=True)
+class PostRow:
+    """One post as the store keeps it; `id` is its vector's id."""
+
+    id: int
+    post_id: str | None
+    text: str
+    hashtags: list[str]
+    author: str | None
+    created_at: datetime | None
+    retweet_of: str | None
+    dup_key: str
+    source: str
+    line: int
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """How far the writing of a segment got: a resumed build starts after the last one committed."""
+
+    chunk: int
+    """Chunk number; -1 for a build's final de-duplication."""
+    records: int
+    """Corpus records consumed so far (posts and rejects)."""
+    vector_rows: int
+    """Rows of the segment's vectors so far."""
+    rejects_bytes: int
+    """Size of rejects.jsonl so far."""
+    stats: str
+    """The build report so far, JSON."""
+
+
+_ARROW_SCHEMA = None
+
+
+def _arrow_schema():
+    global _ARROW_SCHEMA
+    if _ARROW_SCHEMA is None:
+        import pyarrow as pa
+
+        _ARROW_SCHEMA = pa.schema([
+            ("id", pa.int64()), ("post_id", pa.string()), ("text", pa.string()),
+            ("hashtags", pa.list_(pa.string())), ("author", pa.string()),
+            ("created_at", pa.timestamp("us")), ("retweet_of", pa.string()),
+            ("dup_key", pa.string()), ("source", pa.string()), ("line", pa.int64()),
+        ])
+    return _ARROW_SCHEMA
+
+
 class PostStore:
-    """The ``posts`` table of one index directory. Use as a context manager, or call `close`."""
+    """Posts in DuckDB, as one ``posts`` relation: one segment's file, or a view over an index's segments.
+
+    Use as a context manager, or call `close`.
+    """
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """One segment's store; a writable one gets the tables if it has none."""
         import duckdb
 
         self.path = Path(path)
@@ -77,6 +134,34 @@ class PostStore:
             self.con.execute(SCHEMA)
             self.con.execute(LEDGER_SCHEMA)
 
+    @classmethod
+    def over(cls, paths: Sequence[Path], deleted: Any = ()) -> PostStore:
+        """The live posts of several segment stores (read only), less the ids `deleted`, as one ``posts`` view."""
+        import duckdb
+
+        store = cls.__new__(cls)
+        store.path = Path(paths[0]).parent / "seg-*.duckdb"
+        store.con = duckdb.connect(":memory:")
+        parts = []
+        for number, path in enumerate(paths):
+            try:
+                store.con.execute(f"ATTACH ? AS s{number} (READ_ONLY)", [str(path)])
+            except duckdb.Error as exc:
+                store.con.close()
+                raise HiclError(f"cannot open the post store {path}: {str(exc).splitlines()[0]}") from None
+            parts.append(f"SELECT {', '.join(COLUMNS)} FROM s{number}.posts")
+        union = " UNION ALL ".join(parts)
+        if len(deleted):
+            import pyarrow as pa
+
+            store.con.execute("CREATE TEMP TABLE deleted (id BIGINT PRIMARY KEY)")
+            store.con.register("deleted_ids", pa.table({"id": pa.array(deleted, pa.int64())}))
+            store.con.execute("INSERT INTO deleted SELECT id FROM deleted_ids")
+            store.con.unregister("deleted_ids")
+            union = f"SELECT * FROM ({union}) WHERE id NOT IN (SELECT id FROM deleted)"
+        store.con.execute(f"CREATE TEMP VIEW posts AS {union}")
+        return store
+
     def __enter__(self) -> PostStore:
         return self
 
@@ -84,47 +169,34 @@ class PostStore:
         self.close()
 
     @_readable
-    def commit_chunk(self, rows: dict[str, Sequence[Any]], ledger: dict[str, Any], delete: Sequence[int] = ()) -> None:
+    def commit_chunk(self, rows: Sequence[PostRow], ledger: LedgerRow, delete: Sequence[int] = ()) -> None:
         """In one transaction: append `rows`, delete the ids `delete`, record the ledger row."""
         self.con.execute("BEGIN TRANSACTION")
         try:
-            if rows["id"]:
-                self.insert(rows)
+            self.insert(rows)
             self.delete(delete)
-            self.con.execute(
-                "INSERT INTO build_ledger VALUES (?, ?, ?, ?, ?)",
-                [ledger["chunk"], ledger["records"], ledger["vector_rows"], ledger["rejects_bytes"], ledger["stats"]],
-            )
+            self.con.execute("INSERT INTO build_ledger VALUES (?, ?, ?, ?, ?)", list(astuple(ledger)))
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
 
     @_readable
-    def ledger(self) -> list[dict[str, Any]]:
-        """The committed chunks of the build, in order (the final de-duplication, chunk -1, last)."""
+    def ledger(self) -> list[LedgerRow]:
+        """The committed chunks of the segment, in order (a build's final de-duplication, chunk -1, last)."""
         cursor = self.con.execute(
-            "SELECT chunk, records, vector_rows, rejects_bytes, stats FROM build_ledger "
-            "ORDER BY chunk < 0, chunk"
+            "SELECT chunk, records, vector_rows, rejects_bytes, stats FROM build_ledger ORDER BY chunk < 0, chunk"
         )
-        names = ("chunk", "records", "vector_rows", "rejects_bytes", "stats")
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [LedgerRow(*row) for row in cursor.fetchall()]
 
     @_readable
-    def insert(self, rows: dict[str, Sequence[Any]]) -> None:
-        """Append rows given column-wise (every name of `COLUMNS`, equal lengths)."""
+    def insert(self, rows: Sequence[PostRow]) -> None:
+        if not rows:
+            return
         import pyarrow as pa
 
-        batch = pa.table(
-            {name: rows[name] for name in COLUMNS},
-            schema=pa.schema([
-                ("id", pa.int64()), ("post_id", pa.string()), ("text", pa.string()),
-                ("hashtags", pa.list_(pa.string())), ("author", pa.string()),
-                ("created_at", pa.timestamp("us")), ("retweet_of", pa.string()),
-                ("dup_key", pa.string()), ("source", pa.string()), ("line", pa.int64()),
-            ]),
-        )
-        self.con.register("incoming_posts", batch)
+        columns = {name: [getattr(row, name) for row in rows] for name in COLUMNS}
+        self.con.register("incoming_posts", pa.table(columns, schema=_arrow_schema()))
         try:
             self.con.execute(f"INSERT INTO posts SELECT {', '.join(COLUMNS)} FROM incoming_posts")
         finally:
@@ -160,15 +232,15 @@ class PostStore:
         return int(count), int(digest)
 
     @_readable
-    def fetch(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Rows by id; ids not in the table are absent from the result."""
+    def fetch(self, ids: Sequence[int]) -> dict[int, PostRow]:
+        """Rows by id; ids not in the store (or deleted) are absent from the result."""
         if len(ids) == 0:
             return {}
         cursor = self.con.execute(
             f"SELECT {', '.join(COLUMNS)} FROM posts WHERE id IN (SELECT unnest(?::BIGINT[]))",
             [list(map(int, ids))],
         )
-        return {row[0]: dict(zip(COLUMNS, row)) for row in cursor.fetchall()}
+        return {row[0]: PostRow(*row) for row in cursor.fetchall()}
 
     @_readable
     def existing_post_ids(self, post_ids: Sequence[str]) -> set[str]:
@@ -188,15 +260,21 @@ class PostStore:
         ).fetchnumpy()["id"]
 
     @_readable
-    def copy_renumbered(self, source: Path) -> None:
-        """Fill this empty store with the posts of the store `source`, ids renumbered 0, 1, ... in order."""
-        self.con.execute("ATTACH ? AS source (READ_ONLY)", [str(source)])
+    def copy_from(self, stores: Sequence[Path], deleted: Any = ()) -> None:
+        """Append the posts of the segment `stores` less the ids `deleted`, in id order, ids kept."""
+        import pyarrow as pa
+
+        self.con.register("deleted_ids", pa.table({"id": pa.array(np.asarray(deleted, dtype=np.int64))}))
         try:
-            rest = ", ".join(COLUMNS[1:])
-            self.con.execute(f"INSERT INTO posts SELECT row_number() OVER (ORDER BY id) - 1, {rest} FROM source.posts")
-            self.con.execute("INSERT INTO build_ledger SELECT * FROM source.build_ledger")
+            for number, path in enumerate(stores):
+                self.con.execute(f"ATTACH ? AS source{number} (READ_ONLY)", [str(path)])
+            union = " UNION ALL ".join(f"SELECT {', '.join(COLUMNS)} FROM source{n}.posts" for n in range(len(stores)))
+            self.con.execute(f"INSERT INTO posts SELECT * FROM ({union}) "
+                             "WHERE id NOT IN (SELECT id FROM deleted_ids) ORDER BY id")
         finally:
-            self.con.execute("DETACH source")
+            self.con.unregister("deleted_ids")
+            for number in range(len(stores)):
+                self.con.execute(f"DETACH DATABASE IF EXISTS source{number}")
 
     @_readable
     def matching_ids(self, where: str, params: list[Any]) -> Any:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from .faiss_index import VectorIndex, exact_search, reranked
+from .manifest import Manifest
 
 LOG = logging.getLogger(__name__)
 
@@ -77,3 +78,15 @@ def tune(
             break
     return Tuning(params={name: value}, recall_at_10=tried[str(value)], target=target,
                   queries=len(sample), tried=tried)
+
+
+def tuned_manifest(manifest: Manifest, index: VectorIndex, stored: np.ndarray, ids: np.ndarray,
+                   target: float) -> Manifest:
+    """`manifest` with the search parameters that reach recall@10 `target` on `index` (see `tune`)."""
+    tuning = tune(index, stored, ids, k_factor=manifest.k_factor, target=target)
+    if tuning.params:
+        LOG.info("tuned %s: recall@10 %.3f (target %.2f)", tuning.params, tuning.recall_at_10, target)
+        if tuning.recall_at_10 < target:
+            LOG.warning("%s reaches recall@10 %.3f only, below the target %.2f", manifest.faiss_factory,
+                        tuning.recall_at_10, target)
+    return replace(manifest, search_params=tuning.params, tuning=tuning.to_dict() if tuning.params else {})

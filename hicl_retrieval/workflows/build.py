@@ -1,4 +1,4 @@
-"""Build an index directory from corpus files: read, encode, store, index, commit."""
+"""Build an index directory from corpus files: read, encode, write a segment, train FAISS, commit."""
 
 from __future__ import annotations
 
@@ -6,31 +6,31 @@ import dataclasses
 import itertools
 import json
 import logging
-import os
-import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from ..core import native
 from ..core.config import BuildConfig
 from ..core.errors import HiclError
-from ..core.text import duplicate_key, extract_hashtags
-from ..corpus import Corpus, Post, Record, Reject
+from ..core.progress import advance
+from ..corpus import Corpus, Post, Reject, record_chunks
 from ..encoding.encoder import Encoder
-from ..index.directory import FAISS_INDEX, REJECTS, VECTORS, IndexDir, Manifest
-from ..index.faiss_index import VectorIndex, default_k_factor, effective_factory
-from ..index.planning import IndexPlan, check_fits, factory_for, plan_index, train_rows
-from ..index.tuning import tune
+from ..index.directory import IndexDir
+from ..index.faiss_index import VectorIndex, default_k_factor, effective_factory, trained_index
+from ..index.manifest import REJECTS, Manifest
+from ..index.planning import IndexPlan, check_fits, factory_for, free_disk, plan_index
+from ..index.tuning import tuned_manifest
+from ..index.writer import SegmentWriter, nothing_indexed
 
 LOG = logging.getLogger(__name__)
-DUPLICATE_POST_ID = "duplicate_post_id"
-_ADD_ROWS = 65536  # vectors converted to float32 and added to FAISS at a time
+BUILD_SEGMENT = "seg-0"
+"""A build writes one segment under this name: a rerun of an interrupted build finds it there."""
+BUILD_TRAINED = "trained-0.faiss"
 
 
 @dataclass
@@ -101,63 +101,6 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def advance(bar, records: int) -> None:
-    """Move the progress bar past `records` more records, raising its estimated total when passed."""
-    bar.update(records)
-    if bar.total is not None and bar.n > bar.total:
-        bar.total = bar.n
-
-
-def nothing_indexed(read: int, rejected: Counter, rejects: Path | None = None, offset: int = 0, *,
-                    verb: str = "indexed") -> str:
-    """Why a build or add that stored no post failed: what was read, the top reject reasons and
-    the first reject, read from `rejects` at `offset` (where this run's rejects begin)."""
-    if not read:
-        return f"no post {verb}: the corpus holds no records (its files are empty)"
-    reasons = ", ".join(f"{reason} {count}" for reason, count in rejected.most_common(3))
-    first = ""
-    if rejects is not None and rejects.is_file():
-        with open(rejects, "rb") as handle:
-            handle.seek(offset)
-            line = handle.readline()
-        if line:
-            row = json.loads(line)
-            first = f"; the first: {row['source']} line {row['line']}: {row['reason']} ({row['detail']})"
-    return f"no post {verb}: all {read} records were rejected ({reasons}){first}"
-
-
-def record_chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
-    """`records` in lists of `size`: one list is encoded and committed at a time."""
-    iterator = iter(records)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
-def write_reject(handle, reject: Reject) -> None:
-    """One line of rejects.jsonl: the file, line and reason a user needs to fix the input."""
-    line = json.dumps(
-        {"source": reject.source, "line": reject.line, "reason": reject.reason, "detail": reject.detail},
-        ensure_ascii=False,
-    )
-    handle.write(line.encode("utf-8") + b"\n")
-
-
-def post_rows(posts: Sequence[Post], first_id: int, hashtag_rule: str) -> dict[str, list]:
-    """The post store's columns for `posts`, numbered from `first_id` (= their vector rows)."""
-    return {
-        "id": list(range(first_id, first_id + len(posts))),
-        "post_id": [p.post_id for p in posts],
-        "text": [p.text for p in posts],
-        "hashtags": [extract_hashtags(p.text, hashtag_rule) for p in posts],
-        "author": [p.author for p in posts],
-        "created_at": [p.created_at for p in posts],
-        "retweet_of": [p.retweet_of for p in posts],
-        "dup_key": [duplicate_key(p.text) for p in posts],
-        "source": [p.source for p in posts],
-        "line": [p.line for p in posts],
-    }
-
-
 def _build_state(posts_in: Corpus, encoder: Encoder, config: BuildConfig) -> dict:
     """What must not change between an interrupted build and its resumption.
 
@@ -185,26 +128,6 @@ def plan_for(spec: str, posts: int, encoder: Encoder, config: BuildConfig) -> In
     return plan_index(factory, posts, encoder.dim, k_factor=default_k_factor(factory), working=working)
 
 
-def free_disk(path: Path) -> int:
-    """Free bytes on the disk `path` will be on (it may not exist yet)."""
-    while not path.exists():
-        path = path.parent
-    return shutil.disk_usage(path).free
-
-
-def truncate_file(path: Path, size: int) -> None:
-    """Cut `path` back to `size` bytes: what an interrupted chunk wrote past its last commit."""
-    with open(path, "ab") as handle:
-        handle.truncate(size)
-
-
-def sync_file(handle) -> int:
-    """Flush and fsync `handle`; its size, which a commit records so a resumption can cut back to it."""
-    handle.flush()
-    os.fsync(handle.fileno())
-    return handle.tell()
-
-
 def build_index(
     corpus: Sequence[str | Path],
     out: str | Path,
@@ -216,13 +139,12 @@ def build_index(
     """Index every good post of the `corpus` files into the directory `out`.
 
     Input files are checked (existence, format, columns) before anything is written. Posts
-    are read, encoded and stored `config.chunk_size` at a time, so memory stays bounded.
-    Each chunk is durable once committed: its vectors and rejects are synced to disk, then its
-    posts and a ledger row (records consumed, vector rows, rejects size) are committed in one
-    DuckDB transaction. A build that stops anywhere (even ``kill -9``) resumes when run again
-    with the same inputs and settings: files are cut back to the last committed chunk and
-    reading resumes after the last record it covered, so no post is lost or stored twice.
-    The FAISS index and, last, the manifest are written at the end.
+    are read, encoded and stored `config.chunk_size` at a time, so memory stays bounded, into
+    one segment through the `SegmentWriter`, which makes each chunk durable once committed. A
+    build that stops anywhere (even ``kill -9``) resumes when run again with the same inputs
+    and settings: the files are cut back to the last committed chunk and reading resumes after
+    the last record it covered, so no post is lost or stored twice. The FAISS index is trained
+    and the segment sealed at the end; the manifest is written last.
 
     Before encoding, the index type is resolved for the corpus's estimated size and its RAM
     and disk needs are passed to `announce`; a build that would not fit `config.max_memory`
@@ -242,118 +164,57 @@ def build_index(
     plan = plan_for(config.faiss_factory, estimated, encoder, config)
     announce(f"plan: {plan.describe()}")
     check_fits(plan, max_memory=config.max_memory, free_disk=free_disk(Path(out)))
-    state = _build_state(posts_in, encoder, config)
     folder_existed = Path(out).is_dir()
-    directory, resuming = IndexDir.for_build(out, state, overwrite=config.overwrite)
-    store = directory.open_store(read_only=False)
-    try:
-        ledger = store.ledger()
-        last = ledger[-1] if ledger else {"chunk": -1, "records": 0, "vector_rows": 0, "rejects_bytes": 0}
-        report = BuildReport.from_stats(json.loads(last["stats"])) if ledger else BuildReport()
+    directory, resuming = IndexDir.for_build(out, _build_state(posts_in, encoder, config), overwrite=config.overwrite)
+    with SegmentWriter(directory, BUILD_SEGMENT, dim=encoder.dim, first_id=0,
+                       hashtag_rule=config.hashtag_rule) as writer:
+        last = writer.last
+        report = BuildReport.from_stats(json.loads(last.stats)) if last else BuildReport()
         report.index, report.load_seconds, report.resumed = directory.path, load_seconds, resuming
         earlier_seconds = report.seconds
-        next_id, chunk_number = last["vector_rows"], max((row["chunk"] for row in ledger), default=-1) + 1
-        truncate_file(directory.file(VECTORS), next_id * encoder.dim * 2)
-        truncate_file(directory.file(REJECTS), last["rejects_bytes"])
         if resuming:
-            LOG.info("resuming %s after %d records (%d posts)", directory.path, last["records"], next_id)
-        finished = bool(ledger) and ledger[-1]["chunk"] == -1
-        with (
-            open(directory.file(REJECTS), "ab") as rejects,
-            open(directory.file(VECTORS), "ab") as vectors_out,
-            tqdm(desc="reading and encoding", unit=" records", initial=last["records"], total=max(estimated, 1),
-                 disable=not config.progress) as bar,
-        ):
-            records = itertools.islice(posts_in, last["records"], None)
-            for chunk in (() if finished else record_chunks(records, config.chunk_size)):
+            LOG.info("resuming %s after %d records (%d posts)", directory.path, last.records if last else 0,
+                     writer.next_id)
+        with tqdm(desc="reading and encoding", unit=" records", initial=last.records if last else 0,
+                  total=max(estimated, 1), disable=not config.progress) as bar:
+            records = itertools.islice(posts_in, last.records if last else 0, None)
+            for chunk in (() if writer.finished else record_chunks(records, config.chunk_size)):
                 posts = [r for r in chunk if isinstance(r, Post)]
-                for record in chunk:
-                    if isinstance(record, Reject):
-                        report.rejected[record.reason] += 1
-                        write_reject(rejects, record)
-                    else:
-                        report.notes.update(record.notes)
+                rejects = [r for r in chunk if isinstance(r, Reject)]
+                report.rejected.update(reject.reason for reject in rejects)
+                for post in posts:
+                    report.notes.update(post.notes)
                 report.read += len(chunk)
                 tick = time.perf_counter()
                 vectors = encoder.encode([p.text for p in posts], batch_size=config.batch_size, progress=bar)
                 report.encode_seconds += time.perf_counter() - tick
                 advance(bar, len(chunk) - len(posts))
-                vectors.astype(np.float16).tofile(vectors_out)
-                rows = post_rows(posts, next_id, config.hashtag_rule)
-                next_id += len(posts)
                 report.seconds = earlier_seconds + time.perf_counter() - started
-                store.commit_chunk(rows, {
-                    "chunk": chunk_number, "records": report.read,
-                    "vector_rows": sync_file(vectors_out) // (2 * encoder.dim),
-                    "rejects_bytes": sync_file(rejects), "stats": json.dumps(report.as_dict()),
-                })
-                chunk_number += 1
-            if not finished:
-                repeated = store.repeated_post_ids()
-                for _, post_id, source, line in repeated:
-                    reject = Reject(source, line, DUPLICATE_POST_ID, f"post id {post_id} appeared earlier")
-                    write_reject(rejects, reject)
+                writer.commit(posts, vectors, rejects, records=report.read, stats=json.dumps(report.as_dict()))
+            if not writer.finished:
+                repeated = writer.repeated_post_ids()
                 report.duplicates = len(repeated)
-                store.commit_chunk(post_rows([], next_id, config.hashtag_rule), {
-                    "chunk": -1, "records": report.read, "vector_rows": next_id,
-                    "rejects_bytes": sync_file(rejects), "stats": json.dumps(report.as_dict()),
-                }, delete=[row[0] for row in repeated])
-        report.indexed = store.count()
-        report.repeated_texts = store.repeated_texts()
+                writer.finish(repeated, records=report.read, stats=json.dumps(report.as_dict()))
+        report.indexed = writer.store.count()
+        report.repeated_texts = writer.store.repeated_texts()
         report.warnings = posts_in.time_warnings
-        ids = store.ids()
-        store.checkpoint()
-    finally:
-        store.close()
-    if report.indexed == 0:
-        message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS))
-        directory.discard(keep_folder=folder_existed)  # nothing worth resuming; a rerun starts clean
-        raise HiclError(message)
-
-    plan = plan_for(config.faiss_factory, report.indexed, encoder, config)
-    check_fits(plan, max_memory=config.max_memory)  # the disk is mostly written by now
+        if report.indexed == 0:
+            writer.close()
+            message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS))
+            directory.discard(keep_folder=folder_existed)  # nothing worth resuming; a rerun starts clean
+            raise HiclError(message)
+        plan = plan_for(config.faiss_factory, report.indexed, encoder, config)
+        check_fits(plan, max_memory=config.max_memory)  # the disk is mostly written by now
+        ids = writer.store.ids()
+        trained = trained_index(writer.vectors(), ids, plan.factory, encoder.dim)
+        trained.save(directory.file(BUILD_TRAINED))
+        segment = writer.seal(trained)
     manifest = Manifest(
-        encoder=encoder.config,
-        model_revision=encoder.revision,
-        dim=encoder.dim,
-        faiss_factory=plan.factory,
-        count=report.indexed,
-        vector_rows=next_id,
-        k_factor=plan.k_factor,
-        hashtag_rule=config.hashtag_rule,
-    )
-    manifest = write_faiss(directory, manifest, ids, FAISS_INDEX, config.target_recall)
+        encoder=encoder.config, model_revision=encoder.revision, dim=encoder.dim, faiss_factory=plan.factory,
+        count=0, next_id=0, trained_file=BUILD_TRAINED, k_factor=plan.k_factor, hashtag_rule=config.hashtag_rule,
+    ).with_segment(segment)
+    index = directory.open_faiss(manifest, mmap=False)
+    manifest = tuned_manifest(manifest, index, directory.open_vectors(manifest), ids, config.target_recall)
     report.seconds = earlier_seconds + time.perf_counter() - started
     directory.commit(dataclasses.replace(manifest, stats=report.as_dict()))
     return report
-
-
-def write_faiss(directory: IndexDir, manifest: Manifest, ids: np.ndarray, name: str, target: float) -> Manifest:
-    """Build, tune and save the FAISS index `manifest` describes as `name`; the manifest to commit."""
-    vectors = directory.open_vectors(manifest)
-    index = build_faiss_index(vectors, ids, manifest.faiss_factory, manifest.dim)
-    tuning = tune(index, vectors, ids, k_factor=manifest.k_factor, target=target)
-    if tuning.params:
-        LOG.info("tuned %s: recall@10 %.3f (target %.2f)", tuning.params, tuning.recall_at_10, target)
-        if tuning.recall_at_10 < target:
-            LOG.warning("%s reaches recall@10 %.3f only, below the target %.2f", manifest.faiss_factory,
-                        tuning.recall_at_10, target)
-    index.save(directory.file(name))
-    return dataclasses.replace(
-        manifest, faiss_file=name, search_params=tuning.params,
-        tuning=tuning.to_dict() if tuning.params else {},
-    )
-
-
-def build_faiss_index(vectors: np.ndarray, ids: np.ndarray, factory: str, dim: int) -> VectorIndex:
-    """The FAISS index of the rows `ids` of `vectors`, trained first (on a sample) if the type needs it."""
-    index = VectorIndex.create(dim, factory)
-    if not index.is_trained:
-        rng = np.random.default_rng(0)
-        sample = np.sort(rng.choice(ids, size=train_rows(factory, len(ids)), replace=False))
-        LOG.info("training %s on %d vectors", factory, len(sample))
-        index.train(vectors[sample].astype(np.float32))
-    for start in range(0, len(ids), _ADD_ROWS):
-        chunk = ids[start : start + _ADD_ROWS]
-        index.add(vectors[chunk].astype(np.float32), chunk)
-    return index

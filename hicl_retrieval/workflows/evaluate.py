@@ -22,9 +22,10 @@ from ..core.files import text_lines
 from ..core.text import extract_hashtags, strip_hashtags
 from ..encoding.bm25 import Bm25
 from ..index.directory import IndexDir
+from ..index.hits import distinct_hits
 from ..learning.metrics import RetrievalScores, score_rankings, shares_hashtag
 from ..learning.pairs import TagVocabulary
-from .search import Retriever, distinct_hits
+from .search import Retriever
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def read_queries(path: str | Path) -> list[str]:
 
 def _open_store(path: str | Path):
     directory = IndexDir(path)
-    return directory.open_store(read_only=True, name=directory.read_manifest().store_file)
+    return directory.open_store(directory.read_manifest())
 
 
 def _label(path: str | Path) -> str:

@@ -2,101 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..core import native
 from ..core.bounds import COUNT, K_FACTOR, check
 from ..core.errors import HiclError
-from ..core.text import DEFAULT_HASHTAG_RULE, CopyKey, strip_hashtags
+from ..core.text import strip_hashtags
 from ..encoding.encoder import Encoder
 from ..index.directory import IndexDir, Manifest
 from ..index.faiss_index import exact_search, reranked
 from ..index.filters import Filter
+from ..index.hits import Hit, SearchResult, distinct_hits
 
 # A filtered search on an approximate index scans the matching posts' float16 vectors exactly
 # when there are at most this many: a graph or inverted-list index loses recall on small subsets.
 EXACT_SUBSET_ROWS = 200_000
 # Cosines of unit vectors lie in [-1, 1]; float16 storage and compressed codes stray a little.
 COSINE_SLACK = 0.1
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One retrieved post."""
-
-    id: int
-    score: float
-    """Cosine similarity to the query."""
-    text: str
-    hashtags: list[str]
-    post_id: str | None
-    author: str | None
-    created_at: datetime | None
-    retweet_of: str | None
-    source: str
-    line: int
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        data["created_at"] = self.created_at.isoformat() if self.created_at else None
-        return data
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    """The hits of one query, best first."""
-
-    query: str
-    hits: list[Hit]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "hits": [hit.to_dict() for hit in self.hits]}
-
-
-def _hit(row: dict[str, Any], score: float) -> Hit:
-    fields = {k: row[k] for k in ("text", "post_id", "author", "created_at", "retweet_of", "source", "line")}
-    return Hit(id=int(row["id"]), score=float(score), hashtags=list(row["hashtags"]), **fields)
-
-
-class _Kept:
-    """The hits accepted so far for one query, and what makes a candidate a copy of them."""
-
-    def __init__(self, query: str | None, dedupe: bool, hashtag_rule: str) -> None:
-        self.dedupe, self.hashtag_rule = dedupe, hashtag_rule
-        self.keys = [CopyKey.of(query, rule=hashtag_rule)] if query and dedupe else []
-        self.post_ids: set[str] = set()
-        self.hits: list[Hit] = []
-
-    def offer(self, row: dict[str, Any], score: float) -> None:
-        """Keep `row` unless de-duplicating and it is a copy of the query or of a kept hit."""
-        if self.dedupe:
-            key = CopyKey.of(row["text"], row["dup_key"], self.hashtag_rule)
-            linked = {row["post_id"], row["retweet_of"]} - {None}
-            if linked & self.post_ids or any(key.copies(seen) for seen in self.keys):
-                return
-            self.keys.append(key)
-            self.post_ids.update(linked)
-        self.hits.append(_hit(row, score))
-
-
-def distinct_hits(candidates: Iterable[tuple[float, dict[str, Any] | None]], query: str | None, k: int, *,
-                  dedupe: bool = True, hashtag_rule: str = DEFAULT_HASHTAG_RULE) -> list[Hit]:
-    """The first `k` of (score, store row) candidates, best first, without copies of the `query`
-    text or of a better hit when `dedupe` (see `CopyKey`, whose keys without hashtags follow
-    `hashtag_rule`); rows that are None (deleted) skipped."""
-    kept = _Kept(query, dedupe, hashtag_rule)
-    for score, row in candidates:
-        if row is not None:
-            kept.offer(row, score)
-            if len(kept.hits) == k:
-                break
-    return kept.hits
 
 
 class Retriever:
@@ -126,20 +51,21 @@ class Retriever:
             )
         self._open_files()
         self.k_factor = self.manifest.k_factor if k_factor is None else k_factor
-        self._stored = None
 
     def _open_files(self, attempts: int = 3) -> None:
-        """Open the FAISS index and the post store the manifest names.
+        """Open the FAISS parts, post stores and vectors of the segments the manifest names.
 
-        An `add`, `delete` or `compact` may switch the manifest to new files and remove the old
-        ones between our reading the manifest and opening them: then read it again.
+        A change may switch the manifest to new files and remove the old ones between our reading
+        the manifest and opening them: then read it again. Once open, the files stay readable
+        however the index changes, so a retriever answers from the index it opened.
         """
         for attempt in range(attempts):
             try:
                 self.vectors = self.directory.open_faiss(self.manifest)
-                self.store = self.directory.open_store(read_only=True, name=self.manifest.store_file)
+                self.stored_vectors = self.directory.open_vectors(self.manifest)
+                self.store = self.directory.open_store(self.manifest)
                 return
-            except (HiclError, RuntimeError):
+            except (HiclError, RuntimeError, OSError):
                 if attempt == attempts - 1:
                     raise
                 self.manifest = self.directory.read_manifest()
@@ -167,13 +93,6 @@ class Retriever:
             return self._reranked(lambda queries, k: self.vectors.search(queries, k, subset=subset)), len(subset)
         return (lambda queries, k: exact_search(self.stored_vectors, subset, queries, k)), len(subset)
 
-    @property
-    def stored_vectors(self) -> np.ndarray:
-        """vectors.f16, memory-mapped: full-precision scores for re-ranking and exact scans."""
-        if self._stored is None:
-            self._stored = self.directory.open_vectors(self.manifest)
-        return self._stored
-
     def _reranked(self, search):
         return reranked(search, self.stored_vectors, self.k_factor, len(self))
 
@@ -184,8 +103,8 @@ class Retriever:
         """Refuse what no whole index can answer: ids no post has, scores that are no cosine."""
         found = ids >= 0
         problem = None
-        if (ids < -1).any() or (ids >= self.manifest.vector_rows).any():
-            problem = f"the id {int(ids[(ids < -1) | (ids >= self.manifest.vector_rows)][0])}, which no post has"
+        if (ids < -1).any() or (ids >= self.manifest.next_id).any():
+            problem = f"the id {int(ids[(ids < -1) | (ids >= self.manifest.next_id)][0])}, which no post has"
         elif not np.isfinite(scores[found]).all():
             problem = "a score that is not a number"
         elif self.manifest.encoder.normalize_vectors and (np.abs(scores[found]) > 1 + COSINE_SLACK).any():

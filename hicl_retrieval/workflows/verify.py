@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import HiclError
-from ..index.directory import REJECTS, IndexDir, Manifest
-from ..index.faiss_index import VectorIndex
+from ..index.directory import IndexDir
+from ..index.manifest import REJECTS, Manifest, Segment
+from ..index.segments import SegmentVectors
+from ..index.store import PostStore
 
 _ROWS = 65536
 _NORM_SLACK = 0.01  # float16 rounding of a unit vector moves its norm by about 1e-3
@@ -47,7 +49,7 @@ class VerifyReport:
         """What to do about the damage found."""
         manifest = self.manifest
         bad = {check.what.split()[0] for check in self.damaged}
-        if bad <= {manifest.faiss_file}:
+        if all(name.endswith(".faiss") or name == "FAISS" for name in bad):
             return (f"the stored vectors and posts are intact: rebuild the FAISS index from them with "
                     f"`hicl-retrieval reindex {self.index} --index {manifest.faiss_factory}`")
         if bad <= {REJECTS}:
@@ -62,10 +64,12 @@ def verify_index(path: str | Path) -> VerifyReport:
     report = VerifyReport(directory.path, manifest)
     for name in manifest.files:
         report.checks.append(_file_check(directory, manifest, name))
-    ids = _store_check(directory, manifest, report)
-    if ids is not None:
-        intact = _vectors_check(directory, manifest, ids, report)
-        _faiss_check(directory, manifest, ids, intact, report)
+    stored = [_store_check(directory, manifest, segment, report) for segment in manifest.segments]
+    if all(ids is not None for ids in stored):
+        sound = [_vectors_check(directory, manifest, segment, ids, report)
+                 for segment, ids in zip(manifest.segments, stored)]
+        live = np.setdiff1d(np.concatenate(sound), directory.deleted_ids(manifest))
+        _faiss_check(directory, manifest, live, report)
     return report
 
 
@@ -91,29 +95,41 @@ def _file_check(directory: IndexDir, manifest: Manifest, name: str) -> Check:
     return Check(name, True, f"{manifest.files[name]} bytes, {blocks} SHA-256 block checksums match")
 
 
-def _store_check(directory: IndexDir, manifest: Manifest, report: VerifyReport) -> np.ndarray | None:
-    """Read every block of the post store; the ids of its posts, or None if it cannot be read."""
-    name = f"{manifest.store_file} contents"
+def _store_check(directory: IndexDir, manifest: Manifest, segment: Segment,
+                 report: VerifyReport) -> np.ndarray | None:
+    """Read every block of a segment's post store; the ids of its posts, or None if it cannot be read."""
+    name = f"{segment.store_file} contents"
     try:
-        with directory.open_store(read_only=True, name=manifest.store_file) as store:
+        with PostStore(directory.file(segment.store_file), read_only=True) as store:
             store.read_every_block()
             ids = store.ids()
     except HiclError as exc:
         report.checks.append(Check(name, False, _reason(exc)))
         return None
-    if len(ids) != manifest.count:
-        report.checks.append(Check(name, False, f"{len(ids)} posts, the manifest says {manifest.count}"))
-    elif len(ids) and (ids.min() < 0 or ids.max() >= manifest.vector_rows):
-        report.checks.append(Check(name, False, f"post ids outside the {manifest.vector_rows} vector rows"))
+    if len(ids) != segment.posts:
+        report.checks.append(Check(name, False, f"{len(ids)} posts, the manifest says {segment.posts}"))
+    elif len(ids) and (ids.min() < segment.first_id or ids.max() > segment.last_id):
+        report.checks.append(Check(name, False, f"post ids outside the segment's {segment.first_id}-{segment.last_id}"))
     else:
         report.checks.append(Check(name, True, f"{len(ids)} posts, every block readable"))
     return ids
 
 
-def _vectors_check(directory: IndexDir, manifest: Manifest, ids: np.ndarray, report: VerifyReport) -> np.ndarray:
-    """Check the stored vectors of `ids`; the ids whose vectors are sound."""
-    name = f"{manifest.vectors_file} contents"
-    vectors = directory.open_vectors(manifest)
+def _vectors_check(directory: IndexDir, manifest: Manifest, segment: Segment, ids: np.ndarray,
+                   report: VerifyReport) -> np.ndarray:
+    """Check a segment's stored vectors of `ids`; the ids whose vectors are sound."""
+    name = f"{segment.vectors_file} contents"
+    try:
+        vector_ids = directory.segment_ids(segment)
+        vectors = SegmentVectors([(vector_ids, directory.vectors_file(segment.vectors_file, segment.rows,
+                                                                       manifest.dim))], manifest.dim)
+        missing = np.setdiff1d(ids, vector_ids)
+    except (ValueError, OSError) as exc:
+        report.checks.append(Check(name, False, f"its ids file cannot be read ({exc})"))
+        return ids[:0]
+    if len(missing):
+        report.checks.append(Check(name, False, f"{len(missing)} posts have no stored vector (the first: {missing[0]})"))
+        return ids[:0]
     sound = np.zeros(len(ids), dtype=bool)
     for start in range(0, len(ids), _ROWS):
         rows = vectors[ids[start : start + _ROWS]].astype(np.float32)
@@ -126,25 +142,25 @@ def _vectors_check(directory: IndexDir, manifest: Manifest, ids: np.ndarray, rep
     return ids[sound]
 
 
-def _faiss_check(directory: IndexDir, manifest: Manifest, ids: np.ndarray, sound: np.ndarray,
-                 report: VerifyReport) -> None:
-    """Load the FAISS index and search it for posts whose stored vectors are `sound`: each must be
-    near itself."""
-    name = f"{manifest.faiss_file} contents"
+def _faiss_check(directory: IndexDir, manifest: Manifest, sound: np.ndarray, report: VerifyReport) -> None:
+    """Load the FAISS parts as one index and search it for live posts whose stored vectors are `sound`:
+    each must be near itself."""
+    name = "FAISS index contents"
     try:
-        index = VectorIndex.load(directory.file(manifest.faiss_file), search_params=manifest.search_params)
+        index = directory.open_faiss(manifest, mmap=False)
     except HiclError as exc:
         report.checks.append(Check(name, False, _reason(exc)))
         return
-    if index.dim != manifest.dim or not manifest.count <= index.size <= manifest.vector_rows:
+    rows = sum(segment.rows for segment in manifest.segments)
+    if index.dim != manifest.dim or not manifest.count <= index.size <= rows:
         report.checks.append(Check(name, False, f"{index.size} vectors of {index.dim} dimensions; expected "
-                                                f"{manifest.count} to {manifest.vector_rows} of {manifest.dim}"))
+                                                f"{manifest.count} to {rows} of {manifest.dim}"))
         return
     if not len(sound):
-        report.checks.append(Check(name, not len(ids), f"{index.size} vectors; no sound stored vector to search"))
+        report.checks.append(Check(name, not manifest.count, f"{index.size} vectors; no sound stored vector to search"))
         return
-    sample = np.random.default_rng(0).choice(sound, size=min(_SELF_QUERIES, len(sound)), replace=False)
-    queries = directory.open_vectors(manifest)[np.sort(sample)].astype(np.float32)
+    sample = np.sort(np.random.default_rng(0).choice(sound, size=min(_SELF_QUERIES, len(sound)), replace=False))
+    queries = directory.open_vectors(manifest)[sample].astype(np.float32)
     scores, found = index.search(queries, min(10, index.size))
     valid = found >= 0
     impossible = (~np.isfinite(scores[valid])).any() or (
@@ -152,8 +168,8 @@ def _faiss_check(directory: IndexDir, manifest: Manifest, ids: np.ndarray, sound
     # Found: itself, or a copy of it (retweets share a vector, and more than 10 copies tie).
     own = np.einsum("ij,ij->i", queries, queries)
     near = sum(int(post in row or top >= score - _NORM_SLACK)
-               for post, row, top, score in zip(np.sort(sample), found, scores[:, 0], own))
+               for post, row, top, score in zip(sample, found, scores[:, 0], own))
     ok = not impossible and near >= 0.9 * len(sample)
-    detail = (f"{index.size} vectors; {near} of {len(sample)} stored posts found (or a copy) among their own 10 nearest"
-              + ("; impossible scores" if impossible else ""))
+    detail = (f"{index.size} vectors in {len(manifest.segments)} segment parts; {near} of {len(sample)} stored posts "
+              "found (or a copy) among their own 10 nearest" + ("; impossible scores" if impossible else ""))
     report.checks.append(Check(name, ok, detail))

@@ -1,0 +1,73 @@
+"""An index's segments read as one: vectors looked up by id, and FAISS parts searched as one index.
+
+Segments hold disjoint, ascending id ranges (a build's, then each add's), so an id's segment is
+found by bisection and its row by a search of the segment's ids. IVF parts share the index's
+one trained coarse quantizer, so their inverted lists are stacked under it
+(`HStackInvertedLists`) and a query visits the same lists as in one index; other types are
+searched shard by shard (`IndexShards`) and their hits merged by score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..core import native
+from .faiss_index import VectorIndex
+
+
+class SegmentVectors:
+    """The float16 vectors of several segments, indexed by post id like one array: ``vectors[ids]``."""
+
+    def __init__(self, parts: Sequence[tuple[np.ndarray, np.ndarray]], dim: int) -> None:
+        """`parts`: (ids ascending, float16 vectors of shape (len(ids), dim)) of each segment, in id order."""
+        self.parts = [(ids, vectors) for ids, vectors in parts if len(ids)]
+        self.dim = dim
+        self.starts = np.array([ids[0] for ids, _ in self.parts], dtype=np.int64)
+        self.contiguous = [bool(ids[-1] - ids[0] + 1 == len(ids)) for ids, _ in self.parts]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return sum(len(ids) for ids, _ in self.parts), self.dim
+
+    def ids(self) -> np.ndarray:
+        """The id of every stored vector, ascending."""
+        return np.concatenate([ids for ids, _ in self.parts]) if self.parts else np.zeros(0, dtype=np.int64)
+
+    def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.empty((len(ids), self.dim), dtype=np.float16)
+        which = np.searchsorted(self.starts, ids, side="right") - 1
+        for number in np.unique(which):
+            mask = which == number
+            segment_ids, vectors = self.parts[max(number, 0)]
+            wanted = ids[mask]
+            rows = wanted - segment_ids[0] if self.contiguous[number] else np.searchsorted(segment_ids, wanted)
+            out[mask] = vectors[np.clip(rows, 0, len(segment_ids) - 1)]
+        return out
+
+
+def combined(parts: Sequence[VectorIndex], trained: VectorIndex) -> VectorIndex:
+    """The FAISS parts of several segments as one index.
+
+    `trained` is the index's trained, empty index; for IVF it receives the stacked lists.
+    """
+    faiss = native.faiss()
+    ivf = trained._ivf()
+    if ivf is not None:
+        lists = faiss.InvertedListsPtrVector()
+        for part in parts:
+            lists.push_back(part._ivf().invlists)
+        stacked = faiss.HStackInvertedLists(lists.size(), lists.data())
+        ivf.replace_invlists(stacked, False)
+        total = sum(part.size for part in parts)
+        ivf.ntotal = trained.index.ntotal = total
+        trained.keep = (parts, lists, stacked)  # the parts own the lists the stack reads
+        return trained
+    shards = faiss.IndexShards(trained.dim, False, False)
+    for part in parts:
+        shards.add_shard(part.index)
+    index = VectorIndex(shards)
+    index.keep = parts
+    return index
