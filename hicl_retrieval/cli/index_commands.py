@@ -1,4 +1,4 @@
-"""Commands that make and change an index: build, add, delete, compact, reindex, verify, info."""
+"""Commands that make, change and read out an index: build, add, delete, compact, reindex, verify, export, info."""
 
 from __future__ import annotations
 
@@ -65,6 +65,12 @@ def register(commands) -> None:
         "verify", help="check every file of an index against its checksums, and its posts, vectors and FAISS index")
     options.add_index(verify)
     verify.set_defaults(run=_verify)
+
+    export = commands.add_parser("export", help="write every live post of an index to Parquet or JSON lines")
+    options.add_index(export)
+    export.add_argument("--out", required=True, help="file to write: .parquet or .jsonl")
+    export.add_argument("--vectors", action="store_true", help="add each post's stored vector (column 'vector')")
+    export.set_defaults(run=_export)
 
     info = commands.add_parser("info", help="describe an index")
     options.add_index(info)
@@ -147,6 +153,13 @@ def _verify(args: argparse.Namespace) -> None:
         names = ", ".join(check.what for check in report.damaged)
         raise HiclError(f"{args.index} is damaged ({names}): {report.advice()}")
     print(f"{args.index}: intact")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from ..workflows.export import export_index
+
+    written = export_index(args.index, args.out, vectors=args.vectors)
+    print(f"{written} posts of {args.index} in {args.out}")
 
 
 def _info(args: argparse.Namespace) -> None:

@@ -71,6 +71,8 @@ def _synced(handle) -> int:
 
 def _cut(path: Path, size: int) -> None:
     """Cut `path` back to `size` bytes: what an interrupted chunk wrote past its last commit."""
+    if path.exists() and path.stat().st_size == size:
+        return
     with open(path, "ab") as handle:
         handle.truncate(size)
 
