@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .workflows.build import BuildReport, build_index
     from .workflows.search import Hit, Retriever, SearchResult
     from .workflows.compact import compact, reindex
+    from .workflows.export import export_index
     from .workflows.update import add_posts, delete_posts
     from .workflows.verify import VerifyReport, verify_index
 
@@ -41,12 +42,14 @@ _LAZY = {
     "Retriever": "workflows.search",
     "SearchResult": "workflows.search",
     "VerifyReport": "workflows.verify",
+    "export_index": "workflows.export",
     "verify_index": "workflows.verify",
 }
 
 __all__ = [
     "BuildConfig", "BuildReport", "Condition", "Filter", "Encoder", "EncoderConfig", "HiclError", "Hit", "ReaderConfig",
-    "Retriever", "SearchResult", "VerifyReport", "add_posts", "build_index", "compact", "delete_posts", "reindex",
+    "Retriever", "SearchResult", "VerifyReport", "add_posts", "build_index", "compact", "delete_posts", "export_index",
+    "reindex",
     "resolve_encoder", "verify_index",
 ]
 

@@ -193,8 +193,8 @@ def _info(args: argparse.Namespace) -> None:
               f"rejected {sum(rejected.values())} {rejected or ''}, duplicate post ids {stats.get('duplicates')}, "
               f"{stats.get('seconds')} s")
     rows = usage(directory, manifest)
-    print(f"segments    {len(rows)}: " + ", ".join(f"{row.name} ({row.posts} posts, {row.bytes / 1e6:.1f} MB)"
-                                               for row in rows))
+    shown = ", ".join(f"{row.name} ({row.posts} posts, {row.bytes / 1e6:.1f} MB)" for row in rows[:6])
+    print(f"segments    {len(rows)}: {shown}" + (f", and {len(rows) - 6} more" if len(rows) > 6 else ""))
     deleted = sum(row.deleted for row in rows)
     print(f"deleted     {deleted} rows not compacted yet, holding about "
           f"{sum(row.deleted_bytes for row in rows) / 1e6:.1f} MB; {compaction_advice(manifest, rows)}")

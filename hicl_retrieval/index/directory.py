@@ -121,9 +121,9 @@ class IndexDir:
         """Make `manifest` the index: written atomically after every file it names; no build state.
 
         The sizes and block checksums of the files are recorded. Files the previous manifest
-        (`manifest` was made from it) covered are immutable and keep their digests, but for
-        rejects.jsonl, which is append-only and rehashes only what was appended: a commit hashes
-        what the change wrote, not the index.
+        (`manifest` was made from it) covered keep their digests: segment files are immutable, and
+        rejects.jsonl, which is append-only, rehashes only from its last whole block. A commit
+        hashes what the change wrote, not the index.
         """
         files, checksums = {}, {}
         for name in manifest.named_files():
@@ -131,7 +131,7 @@ class IndexDir:
                 continue
             files[name] = size = self.file(name).stat().st_size
             known = manifest.checksums.get(name)
-            if known is not None and name != REJECTS and manifest.files.get(name) == size:
+            if known is not None and manifest.files.get(name) == size:
                 checksums[name] = known
             else:
                 checksums[name] = block_digests(self.file(name), size, known, manifest.files.get(name, 0),

@@ -61,7 +61,6 @@ def nothing_indexed(read: int, rejected: Counter, rejects: Path | None = None, o
     return f"no post {verb}: all {read} records were rejected ({reasons}){first}"
 
 
-
 def _synced(handle) -> int:
     """Flush and fsync `handle`; its size, which the ledger records so a resumption can cut back to it."""
     handle.flush()
@@ -103,8 +102,9 @@ class SegmentWriter:
         _cut(directory.file(self.segment.vectors_file), rows * dim * 2)
         _cut(directory.file(REJECTS), self.last.rejects_bytes if self.last else rejects_start)
         self.vectors_out = open(directory.file(self.segment.vectors_file), "ab")
-        self.copied: np.ndarray | None = None
         self.rejects_out = open(directory.file(REJECTS), "ab")
+        self.copied: np.ndarray | None = None
+        """The ids of a copy's posts (see `copy`); None for new posts, numbered from `first_id`."""
 
     @property
     def finished(self) -> bool:
@@ -130,7 +130,7 @@ class SegmentWriter:
             self.directory.file(name).unlink(missing_ok=True)
             self.directory.file(name + ".wal").unlink(missing_ok=True)
 
-    def rows(self, posts: Sequence[Post]) -> list[PostRow]:
+    def _rows(self, posts: Sequence[Post]) -> list[PostRow]:
         """The store rows of `posts`, numbered from the next id."""
         return [
             PostRow(id=self.next_id + number, post_id=p.post_id, text=p.text,
@@ -147,7 +147,7 @@ class SegmentWriter:
         for reject in rejects:
             self.rejects_out.write(reject_line(reject))
         np.asarray(vectors, dtype=np.float16).reshape(len(posts), self.dim).tofile(self.vectors_out)
-        rows = self.rows(posts)
+        rows = self._rows(posts)
         self._commit(rows, records, stats, self.chunks)
         self.next_id += len(posts)
         self.chunks += 1

@@ -32,12 +32,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ..core import native
-from ..core.atomic import replacing, write_jsonl
+from ..core.atomic import write_jsonl
 from ..core.config import MODEL_PRESET_FILE, TrainConfig
 from ..core.errors import HiclError
 from ..core.text import DEFAULT_HASHTAG_RULE, drop_hashtags, duplicate_key, extract_hashtags, strip_hashtags
 from ..corpus import Corpus, Post
 from ..encoding.encoder import Encoder
+from ..learning.checkpoint import Checkpoint
 from ..learning.contrastive import info_nce
 from ..learning.metrics import RetrievalScores, score_rankings, shares_hashtag
 from ..learning.pairs import PairBatches, TagVocabulary
@@ -265,10 +266,8 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
     model = encoder.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, round(config.warmup * config.steps), config.steps)
-    state = torch.load(out / CHECKPOINT, weights_only=True, map_location=encoder.device) \
-        if (out / CHECKPOINT).exists() else None
-    if state is not None and (state["recipe"] != json.loads(json.dumps(config.recipe()))
-                              or state["digest"] != data.digest):
+    state = Checkpoint.load(out / CHECKPOINT, encoder.device) if (out / CHECKPOINT).exists() else None
+    if state is not None and (state.recipe != json.loads(json.dumps(config.recipe())) or state.digest != data.digest):
         raise HiclError(f"{out} holds an unfinished training with other settings or posts; "
                         "rerun it with the same ones, or pass --overwrite to start again")
     sampler = PairBatches([data.tags[i] for i in data.train], data.vocabulary, batch_size=config.batch_size,
@@ -279,15 +278,15 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
     log: list[dict] = []
     step, resumed_at, earlier_seconds = 0, None, 0.0
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        sampler.rng.setstate(_as_state(state["sampler"]))
-        noise.setstate(_as_state(state["noise"]))
-        negative_rng.setstate(_as_state(state["negatives"]))
-        _set_rng_state(encoder.device, (state["torch"], state["cuda"]))
-        step = resumed_at = state["step"]
-        log, earlier_seconds = state["log"], state["seconds"]
+        model.load_state_dict(state.model)
+        optimizer.load_state_dict(state.optimizer)
+        schedule.load_state_dict(state.schedule)
+        sampler.rng.setstate(state.sampler)
+        noise.setstate(state.noise)
+        negative_rng.setstate(state.negatives)
+        _set_rng_state(encoder.device, (state.torch, state.cuda))
+        step = resumed_at = state.step
+        log, earlier_seconds = state.log, state.seconds
         write_jsonl(out / LOG_FILE, log)
         LOG.info("resuming %s at step %d", out, step)
 
@@ -323,13 +322,13 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
                 losses = []
                 model.train()
             if step % config.checkpoint_every == 0 and step < config.steps:
-                _save_checkpoint(out, {
-                    "step": step, "recipe": config.recipe(), "digest": data.digest, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                    "sampler": sampler.rng.getstate(), "noise": noise.getstate(), "negatives": negative_rng.getstate(),
-                    **dict(zip(("torch", "cuda"), _rng_state(encoder.device))),
-                    "log": log, "seconds": earlier_seconds + time.perf_counter() - started,
-                })
+                torch_state, cuda_state = _rng_state(encoder.device)
+                Checkpoint(
+                    step=step, recipe=config.recipe(), digest=data.digest, model=model.state_dict(),
+                    optimizer=optimizer.state_dict(), schedule=schedule.state_dict(), sampler=sampler.rng.getstate(),
+                    noise=noise.getstate(), negatives=negative_rng.getstate(), torch=torch_state, cuda=cuda_state,
+                    log=log, seconds=earlier_seconds + time.perf_counter() - started,
+                ).save(out / CHECKPOINT)
 
     if config.base_share:
         _mix_in_base(model, config)
@@ -364,16 +363,3 @@ def _mix_in_base(model, config: TrainConfig) -> None:
             if weight.is_floating_point() and weight.data_ptr() not in mixed:
                 mixed.add(weight.data_ptr())
                 weight.mul_(1 - config.base_share).add_(base[name].to(weight.device), alpha=config.base_share)
-
-
-def _save_checkpoint(out: Path, state: dict) -> None:
-    import torch
-
-    with replacing(out / CHECKPOINT) as tmp:
-        torch.save(state, tmp)
-
-
-def _as_state(saved) -> tuple:
-    """A `random.Random` state back from a checkpoint (saved tuples may load as lists)."""
-    version, internal, gauss = saved
-    return version, tuple(internal), gauss
