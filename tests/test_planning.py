@@ -115,8 +115,13 @@ def test_ivf_build_is_tuned_opened_memory_mapped_and_searched(tmp_path, tiny_enc
     assert manifest.tuning["recall_at_10"] >= 0.9 or manifest.search_params["nprobe"] == 64
     index = IndexDir(tmp_path / "index").open_faiss(manifest)
     assert index._ivf().nprobe == manifest.search_params["nprobe"]
-    lists = native.faiss().downcast_InvertedLists(index._ivf().invlists)
+    faiss = native.faiss()
+    stacked = faiss.downcast_InvertedLists(index._ivf().invlists)  # the segment's lists under the one quantizer
+    (part,), _, _ = index.keep
+    assert type(stacked).__name__ == "HStackInvertedLists" and stacked.compute_ntotal() == manifest.count
+    lists = faiss.downcast_InvertedLists(part._ivf().invlists)
     assert type(lists).__name__ == "OnDiskInvertedLists"  # memory-mapped, not read into RAM
+    assert part._ivf().quantizer.ntotal == 0  # the part holds no copy of the quantizer
     with Retriever(tmp_path / "index", encoder=tiny_encoder) as retriever:
         assert len(retriever.search("river flooding", k=5)[0].hits) == 5
     assert main(["info", str(tmp_path / "index")]) == 0

@@ -268,7 +268,10 @@ class IndexDir:
         if mmap is None:
             mmap = "IVF" in manifest.faiss_factory
         parts = [VectorIndex.load(self.file(s.faiss_file), mmap=mmap) for s in manifest.segments]
-        index = parts[0] if len(parts) == 1 else combined(parts, VectorIndex.load(self.file(manifest.trained_file)))
+        if len(parts) == 1 and "IVF" not in manifest.faiss_factory:
+            index = parts[0]
+        else:  # IVF parts hold only their lists: they are searched under the trained index's quantizer
+            index = combined(parts, VectorIndex.load(self.file(manifest.trained_file)))
         index.set_search_params(manifest.search_params)
         deleted = self.deleted_ids(manifest)
         index.excluded = deleted if len(deleted) else None

@@ -109,6 +109,19 @@ class VectorIndex:
             np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, dtype=np.int64)
         )
 
+    def drop_quantizer(self) -> None:
+        """Free an IVF index's coarse quantizer, leaving an empty one: for a segment's part, whose lists are searched
+        under the index's one quantizer (see segments.py), so that a part's file holds only its lists."""
+        ivf = self._ivf()
+        if ivf is None:
+            return
+        old, empty = ivf.quantizer, native.faiss().IndexFlat(ivf.d, ivf.metric_type)
+        ivf.quantizer = empty
+        if ivf.own_fields:
+            old.this.own(True)  # Python frees the trained quantizer's copy when `old` goes
+        ivf.own_fields = False
+        self.keep = empty
+
     def _inner(self):
         """The index that does the searching (inside its IDMap, if any; a shard's, for segments searched as shards)."""
         faiss = native.faiss()

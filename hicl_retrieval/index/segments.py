@@ -49,7 +49,7 @@ class SegmentVectors:
 
 
 def combined(parts: Sequence[VectorIndex], trained: VectorIndex) -> VectorIndex:
-    """The FAISS parts of several segments as one index.
+    """The FAISS parts of several segments (or of one IVF segment) as one index.
 
     `trained` is the index's trained, empty index; for IVF it receives the stacked lists.
     """
