@@ -1,7 +1,7 @@
 """Checksums of index files: SHA-256 of each 64 MiB block, so an appended file rehashes only its tail.
 
 The manifest records, for every file it names, the digests of the blocks of the bytes it covers.
-Files are immutable or append-only (vectors.f16, rejects.jsonl), so a commit reuses the digests
+Files are immutable (segments) or append-only (rejects.jsonl), so a commit reuses the digests
 of the blocks a previous manifest already covered and hashes only what is new; `damaged_ranges`
 rereads everything and names the byte ranges that no longer match.
 """

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from ..core.text import duplicate_key, extract_hashtags
 from ..corpus import Post, Reject
+from .changes import generation
 from .directory import IndexDir
 from .faiss_index import ADD_ROWS, VectorIndex, filled
 from .manifest import REJECTS, Deletion, Segment
@@ -33,8 +33,8 @@ DUPLICATE_POST_ID = "duplicate_post_id"
 
 
 def new_segment_name() -> str:
-    """A name no earlier segment of the index has (microseconds since the epoch)."""
-    return f"seg-{time.time_ns() // 1000}"
+    """A name no earlier segment of the index has."""
+    return f"seg-{generation()}"
 
 
 def reject_line(reject: Reject) -> bytes:
@@ -228,3 +228,10 @@ def write_deletion(directory: IndexDir, name: str, ids: np.ndarray) -> Deletion:
         np.save(handle, np.asarray(ids, dtype=np.int64), allow_pickle=False)
         _synced(handle)
     return Deletion(name, len(ids))
+
+
+def write_trained(directory: IndexDir, trained: VectorIndex, name: str | None = None) -> str:
+    """Save the trained, empty FAISS index every part copies (as `name`, or a new name); its file name."""
+    name = name or f"trained-{generation()}.faiss"
+    trained.save(directory.file(name))
+    return name

@@ -25,7 +25,7 @@ from ..index.faiss_index import VectorIndex, default_k_factor, effective_factory
 from ..index.manifest import REJECTS, Manifest
 from ..index.planning import IndexPlan, check_fits, factory_for, free_disk, plan_index
 from ..index.tuning import tuned_manifest
-from ..index.writer import SegmentWriter, nothing_indexed
+from ..index.writer import SegmentWriter, nothing_indexed, write_trained
 
 LOG = logging.getLogger(__name__)
 BUILD_SEGMENT = "seg-0"
@@ -207,7 +207,7 @@ def build_index(
         check_fits(plan, max_memory=config.max_memory)  # the disk is mostly written by now
         ids = writer.store.ids()
         trained = trained_index(writer.vectors(), ids, plan.factory, encoder.dim)
-        trained.save(directory.file(BUILD_TRAINED))
+        write_trained(directory, trained, BUILD_TRAINED)
         segment = writer.seal(trained)
     manifest = Manifest(
         encoder=encoder.config, model_revision=encoder.revision, dim=encoder.dim, faiss_factory=plan.factory,

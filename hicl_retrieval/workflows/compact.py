@@ -20,7 +20,7 @@ from ..index.manifest import MANIFEST, REJECTS, WRITE_LOCK, Manifest
 from ..index.planning import check_fits, factory_for, free_disk, plan_index
 from ..index.segments import SegmentVectors
 from ..index.tuning import tuned_manifest
-from ..index.writer import SegmentWriter, new_segment_name, write_part
+from ..index.writer import SegmentWriter, new_segment_name, write_part, write_trained
 
 LOG = logging.getLogger(__name__)
 
@@ -51,8 +51,7 @@ def _merged(directory: IndexDir, writer: SegmentWriter, manifest: Manifest, targ
     if not len(ids):
         raise HiclError(f"every post of {directory.path} is deleted; build it again instead of compacting it")
     trained = trained_index(writer.vectors(), ids, manifest.faiss_factory, manifest.dim)
-    trained_file = f"trained-{generation()}.faiss"
-    trained.save(directory.file(trained_file))
+    trained_file = write_trained(directory, trained)
     segment = writer.seal(trained)
     merged = dataclasses.replace(manifest, segments=(), deletions=(), trained_file=trained_file, count=0)
     merged = merged.with_segment(segment)
@@ -118,8 +117,7 @@ def reindex(
         vectors = directory.open_vectors(manifest)
         number = generation()
         trained = trained_index(vectors, ids, factory, manifest.dim)
-        trained_file = f"trained-{number}.faiss"
-        trained.save(directory.file(trained_file))
+        trained_file = write_trained(directory, trained, f"trained-{number}.faiss")
         segments = []
         for segment in manifest.segments:
             own = ids[(ids >= segment.first_id) & (ids <= segment.last_id)]
