@@ -31,10 +31,6 @@ class SegmentVectors:
     def shape(self) -> tuple[int, int]:
         return sum(len(ids) for ids, _ in self.parts), self.dim
 
-    def ids(self) -> np.ndarray:
-        """The id of every stored vector, ascending."""
-        return np.concatenate([ids for ids, _ in self.parts]) if self.parts else np.zeros(0, dtype=np.int64)
-
     def __getitem__(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         out = np.empty((len(ids), self.dim), dtype=np.float16)

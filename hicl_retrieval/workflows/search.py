@@ -12,10 +12,11 @@ from ..core.bounds import COUNT, K_FACTOR, check
 from ..core.errors import HiclError
 from ..core.text import strip_hashtags
 from ..encoding.encoder import Encoder
-from ..index.directory import IndexDir, Manifest
+from ..index.directory import IndexDir
 from ..index.faiss_index import exact_search, reranked
 from ..index.filters import Filter
 from ..index.hits import Hit, SearchResult, distinct_hits
+from ..index.manifest import Manifest
 
 # A filtered search on an approximate index scans the matching posts' float16 vectors exactly
 # when there are at most this many: a graph or inverted-list index loses recall on small subsets.
