@@ -152,3 +152,12 @@ def test_18_messages_say_what_is_actually_there(index, pristine, tmp_path, capsy
     empty.mkdir()
     assert main(["info", str(empty)]) == 1
     assert "is an empty directory, not an index" in capsys.readouterr().err
+
+
+def test_a_damaged_deletion_record_is_one_line_and_verify_reports_it(index, capsys):
+    assert main(["delete", str(index), "--post-id", "1001"]) == 0
+    (record,) = IndexDir(index).read_manifest().deletions
+    garble(index / record.file, 0, b"garbage!")
+    err = _query_error(index, capsys)
+    assert record.file in err and "is damaged" in err and "verify" in err
+    assert damaged_names(index) == [record.file, "deletion records"]

@@ -240,14 +240,25 @@ class IndexDir:
         """Every id the manifest's deletion records name, ascending."""
         if not manifest.deletions:
             return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate([np.load(self.file(d.file), allow_pickle=False) for d in manifest.deletions]))
+        return np.unique(np.concatenate([self._ids_file(d.file) for d in manifest.deletions]))
 
     def open_store(self, manifest: Manifest) -> PostStore:
         """The live posts of every segment, read only, as one ``posts`` view."""
         return PostStore.over([self.file(s.store_file) for s in manifest.segments], self.deleted_ids(manifest))
 
     def segment_ids(self, segment: Segment) -> np.ndarray:
-        return np.load(self.file(segment.ids_file), mmap_mode="r", allow_pickle=False)
+        return self._ids_file(segment.ids_file, mmap_mode="r")
+
+    def _ids_file(self, name: str, mmap_mode: str | None = None) -> np.ndarray:
+        """The int64 ids of the .npy file `name`; a file that is not one is damage, said in one line."""
+        try:
+            ids = np.load(self.file(name), mmap_mode=mmap_mode, allow_pickle=False)
+        except ValueError as exc:
+            raise HiclError(f"{self.file(name)} is damaged ({exc}); run `hicl-retrieval verify {self.path}`") from None
+        if ids.dtype != np.int64 or ids.ndim != 1:
+            raise HiclError(f"{self.file(name)} is damaged (it holds {ids.dtype} of shape {ids.shape}, not ids); "
+                            f"run `hicl-retrieval verify {self.path}`")
+        return ids
 
     def vectors_file(self, name: str, rows: int, dim: int) -> np.ndarray:
         """The float16 vectors of the file `name`, memory-mapped, shape (rows, dim)."""

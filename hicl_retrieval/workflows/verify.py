@@ -68,8 +68,12 @@ def verify_index(path: str | Path) -> VerifyReport:
     if all(ids is not None for ids in stored):
         sound = [_vectors_check(directory, manifest, segment, ids, report)
                  for segment, ids in zip(manifest.segments, stored)]
-        live = np.setdiff1d(np.concatenate(sound), directory.deleted_ids(manifest))
-        _faiss_check(directory, manifest, live, report)
+        try:
+            deleted = directory.deleted_ids(manifest)
+        except HiclError as exc:
+            report.checks.append(Check("deletion records", False, _reason(exc)))
+            return report
+        _faiss_check(directory, manifest, np.setdiff1d(np.concatenate(sound), deleted), report)
     return report
 
 
@@ -124,8 +128,8 @@ def _vectors_check(directory: IndexDir, manifest: Manifest, segment: Segment, id
         vectors = SegmentVectors([(vector_ids, directory.vectors_file(segment.vectors_file, segment.rows,
                                                                        manifest.dim))], manifest.dim)
         missing = np.setdiff1d(ids, vector_ids)
-    except (ValueError, OSError) as exc:
-        report.checks.append(Check(name, False, f"its ids file cannot be read ({exc})"))
+    except (HiclError, OSError) as exc:
+        report.checks.append(Check(name, False, f"its ids file cannot be read ({_reason(exc)})"))
         return ids[:0]
     if len(missing):
         report.checks.append(Check(name, False, f"{len(missing)} posts have no stored vector (the first: {missing[0]})"))
