@@ -242,9 +242,10 @@ class IndexDir:
             return np.zeros(0, dtype=np.int64)
         return np.unique(np.concatenate([self._ids_file(d.file) for d in manifest.deletions]))
 
-    def open_store(self, manifest: Manifest) -> PostStore:
-        """The live posts of every segment, read only, as one ``posts`` view."""
-        return PostStore.over([self.file(s.store_file) for s in manifest.segments], self.deleted_ids(manifest))
+    def open_store(self, manifest: Manifest, deleted: np.ndarray | None = None) -> PostStore:
+        """The live posts of every segment, read only, as one ``posts`` view (`deleted`: `deleted_ids`, if read)."""
+        deleted = self.deleted_ids(manifest) if deleted is None else deleted
+        return PostStore.over([self.file(s.store_file) for s in manifest.segments], deleted)
 
     def segment_ids(self, segment: Segment) -> np.ndarray:
         return self._ids_file(segment.ids_file, mmap_mode="r")
@@ -271,7 +272,8 @@ class IndexDir:
         return SegmentVectors([(self.segment_ids(s), self.vectors_file(s.vectors_file, s.rows, manifest.dim))
                                for s in manifest.segments], manifest.dim)
 
-    def open_faiss(self, manifest: Manifest, *, mmap: bool | None = None) -> VectorIndex:
+    def open_faiss(self, manifest: Manifest, *, mmap: bool | None = None,
+                   deleted: np.ndarray | None = None) -> VectorIndex:
         """The segments' FAISS parts as one index with its tuned search parameters, skipping deleted ids.
 
         An IVF index's lists are memory-mapped by default.
@@ -284,6 +286,6 @@ class IndexDir:
         else:  # IVF parts hold only their lists: they are searched under the trained index's quantizer
             index = combined(parts, VectorIndex.load(self.file(manifest.trained_file)))
         index.set_search_params(manifest.search_params)
-        deleted = self.deleted_ids(manifest)
+        deleted = self.deleted_ids(manifest) if deleted is None else deleted
         index.excluded = deleted if len(deleted) else None
         return index

@@ -192,14 +192,16 @@ class SegmentWriter:
         return SegmentVectors([(ids, self.directory.vectors_file(self.segment.vectors_file, len(ids), self.dim))],
                               self.dim)
 
-    def seal(self, trained: VectorIndex) -> Segment:
+    def seal(self, trained: VectorIndex, ids: np.ndarray | None = None) -> Segment:
         """Write the segment's part of the FAISS index (a copy of `trained` holding its posts) and its ids file,
         sync every file: the finished segment, which a manifest may now name.
 
-        The posts of the part are those of the store (a build's repeated post ids are not among them).
+        The posts of the part are those of the store (a build's repeated post ids are not among them);
+        `ids`, when the caller has read them already (`store.ids()`), saves reading them again.
         """
         self.store.checkpoint()
-        ids, vector_ids = self.store.ids(), self.vector_ids()
+        ids = self.store.ids() if ids is None else ids
+        vector_ids = self.vector_ids()
         faiss_file = f"{self.name}.faiss"
         write_part(self.directory.file(faiss_file), trained, self.vectors(), ids)
         with open(self.directory.file(self.segment.ids_file), "wb") as handle:

@@ -208,7 +208,7 @@ def build_index(
         ids = writer.store.ids()
         trained = trained_index(writer.vectors(), ids, plan.factory, encoder.dim)
         write_trained(directory, trained, BUILD_TRAINED)
-        segment = writer.seal(trained)
+        segment = writer.seal(trained, ids)
     manifest = Manifest(
         encoder=encoder.config, model_revision=encoder.revision, dim=encoder.dim, faiss_factory=plan.factory,
         count=0, next_id=0, trained_file=BUILD_TRAINED, k_factor=plan.k_factor, hashtag_rule=config.hashtag_rule,

@@ -52,7 +52,7 @@ def _merged(directory: IndexDir, writer: SegmentWriter, manifest: Manifest, targ
         raise HiclError(f"every post of {directory.path} is deleted; build it again instead of compacting it")
     trained = trained_index(writer.vectors(), ids, manifest.faiss_factory, manifest.dim)
     trained_file = write_trained(directory, trained)
-    segment = writer.seal(trained)
+    segment = writer.seal(trained, ids)
     merged = dataclasses.replace(manifest, segments=(), deletions=(), trained_file=trained_file, count=0)
     merged = merged.with_segment(segment)
     target = target_recall if target_recall is not None else manifest.tuning.get("target", 0.95)

@@ -62,9 +62,10 @@ class Retriever:
         """
         for attempt in range(attempts):
             try:
-                self.vectors = self.directory.open_faiss(self.manifest)
+                deleted = self.directory.deleted_ids(self.manifest)
+                self.vectors = self.directory.open_faiss(self.manifest, deleted=deleted)
                 self.stored_vectors = self.directory.open_vectors(self.manifest)
-                self.store = self.directory.open_store(self.manifest)
+                self.store = self.directory.open_store(self.manifest, deleted)
                 return
             except (HiclError, RuntimeError, OSError):
                 if attempt == attempts - 1:
