@@ -12,7 +12,7 @@ from test_index import write_corpus
 
 from hicl_retrieval import BuildConfig, HiclError, Retriever
 from hicl_retrieval.cli import main
-from hicl_retrieval.core.config import FinetuneConfig, ReaderConfig, TrainConfig
+from hicl_retrieval.core.config import DeviceConfig, FinetuneConfig, ReaderConfig, TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_14_settings_dataclasses_check_types_and_ranges(tiny_encoder):
     with pytest.raises(HiclError, match="--chunk-size must be a whole number, not 2.5"):
         BuildConfig(encoder=tiny_encoder.config, chunk_size=2.5)
     with pytest.raises(HiclError, match="--batch-size must be a number, not '8'"):
-        BuildConfig(encoder=tiny_encoder.config, batch_size="8")
+        DeviceConfig(batch_size="8")
     with pytest.raises(HiclError, match="--max-record-bytes"):
         ReaderConfig(max_record_bytes=-1)
     with pytest.raises(HiclError, match="--temperature must be above 0"):

@@ -29,19 +29,23 @@ def register(commands) -> None:
                             "fail if there is none")
     options.add_reading(build)
     running = build.add_argument_group("running")
-    options.add_batching(running)
-    options.add_threads(running)
+    options.add_chunking(running)
+    options.add_device(running, index=False)
+    options.add_threads(running, "torch and FAISS (with --ray: torch in each worker)")
     options.add_quiet(running)
     options.add_json(running, "the build report")
+    options.add_ray(build)
     build.set_defaults(run=_build)
 
     add = commands.add_parser("add", help="add posts to an index (skipping post ids it holds), encoding only them")
     options.add_index(add)
     add.add_argument("corpus", nargs="+", help="corpus files, as for build")
     options.add_reading(add)
-    options.add_batching(add, "posts read and encoded together")
-    options.add_threads(add)
+    options.add_chunking(add, "posts read and encoded together")
+    options.add_device(add)
+    options.add_threads(add, "torch and FAISS (with --ray: torch in each worker)")
     options.add_quiet(add)
+    options.add_ray(add)
     add.set_defaults(run=_add)
 
     delete = commands.add_parser("delete", help="remove posts from results now (from the files at `compact`)")
@@ -95,9 +99,10 @@ def _build(args: argparse.Namespace) -> None:
         faiss_factory=args.faiss_factory,
         max_memory=options.memory(args),
         target_recall=args.target_recall,
-        batch_size=args.batch_size,
         chunk_size=args.chunk_size,
-        threads=args.threads,
+        encoding=options.device_of(args),
+        ray=options.ray_of(args),
+        threads=None if args.ray else args.threads,
         hashtag_rule=args.hashtag_rule,
         overwrite=args.overwrite,
         progress=not args.quiet,
@@ -124,9 +129,10 @@ def _add(args: argparse.Namespace) -> None:
     from ..core import native
     from ..workflows.update import add_posts
 
-    native.set_threads(args.threads)
-    report = add_posts(args.index, args.corpus, reader=options.reader(args), batch_size=args.batch_size,
-                       chunk_size=args.chunk_size, progress=not args.quiet)
+    ray = options.ray_of(args)
+    native.set_threads(None if ray else args.threads)
+    report = add_posts(args.index, args.corpus, reader=options.reader(args), running=options.device_of(args),
+                       ray=ray, chunk_size=args.chunk_size, progress=not args.quiet)
     print(f"{args.index}: {report.summary()}")
 
 

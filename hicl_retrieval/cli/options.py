@@ -28,9 +28,55 @@ def add_json(command, what: str = "the report") -> None:
     command.add_argument("--json", action="store_true", help=f"print {what} as JSON")
 
 
-def add_batching(command, chunk_help: str = "posts read, encoded and stored together") -> None:
-    command.add_argument("--batch-size", type=int, default=64, help="posts per encoder batch (default: 64)")
+def add_chunking(command, chunk_help: str = "posts read, encoded and stored together") -> None:
     command.add_argument("--chunk-size", type=int, default=4096, help=f"{chunk_help} (default: 4096)")
+
+
+def add_device(command, *, index: bool = True) -> None:
+    """Where the encoder runs; `index`: the command encodes for an existing index (its precision)."""
+    command.add_argument("--device", default="auto",
+                         help="auto, cpu, cuda, cuda:N or mps; auto takes the first GPU, else the CPU (default: auto)")
+    dtype_auto = ("the index's own; another is refused" if index
+                  else "bfloat16 on a GPU that has it, else float16 on a GPU, float32 on a CPU")
+    command.add_argument("--dtype", default="auto", help=f"auto, float32, float16 or bfloat16 (auto: {dtype_auto})")
+    command.add_argument("--batch-size", type=int,
+                         help="posts per encoder batch at most (default: 64 on a CPU, no limit on a GPU)")
+    command.add_argument("--max-tokens-per-batch", type=int,
+                         help="padded tokens per encoder batch at most, over posts sorted by length "
+                              "(default: 2048 on a CPU, 65536 on a CUDA GPU, 16384 on MPS)")
+
+
+def device_of(args: argparse.Namespace):
+    from ..core.config import DeviceConfig
+
+    return DeviceConfig(device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                        max_tokens_per_batch=args.max_tokens_per_batch)
+
+
+def add_ray(command) -> None:
+    ray = command.add_argument_group("encoding on a Ray cluster (pip install 'hicl-retrieval[ray]')")
+    ray.add_argument("--ray", nargs="?", const="auto", metavar="auto|local|ADDRESS",
+                     help="encode in a pool of Ray actors: auto joins the cluster `ray start` made or RAY_ADDRESS, "
+                          "else starts one here; local starts one here; ADDRESS joins that cluster")
+    ray.add_argument("--workers", type=int,
+                     help="Ray workers (default: one per GPU of the cluster, else one per --threads CPUs)")
+    ray.add_argument("--gpus-per-worker", type=float,
+                     help="GPUs of each worker (default: 1 if the cluster has GPUs and --device is not cpu, else 0)")
+    ray.add_argument("--ray-cpus", type=int, help="CPUs of a cluster started here (default: all)")
+
+
+def ray_of(args: argparse.Namespace):
+    """The Ray settings of --ray, where `--threads` is per worker; None without --ray."""
+    from ..core.config import RayConfig
+    from ..core.errors import HiclError
+
+    if args.ray is None:
+        given = [name for name in ("workers", "gpus_per_worker", "ray_cpus") if getattr(args, name) is not None]
+        if given:
+            raise HiclError(f"--{given[0].replace('_', '-')} sets up Ray workers: add --ray")
+        return None
+    return RayConfig(address=args.ray, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                     threads=args.threads, cpus=args.ray_cpus)
 
 
 def add_k_factor(command, default: str = "the index's") -> None:

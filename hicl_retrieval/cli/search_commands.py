@@ -22,6 +22,7 @@ def register(commands) -> None:
     query.add_argument("--no-dedupe", action="store_true",
                        help="keep copies of the query and of better hits (retweets, same text)")
     options.add_threads(query)
+    options.add_device(query)
     options.add_k_factor(query)
     options.add_filters(query)
     query.set_defaults(run=_query)
@@ -35,6 +36,7 @@ def register(commands) -> None:
     augment.add_argument("--top", type=int, default=1, help="posts added per example (default: 1)")
     augment.add_argument("--strip-hashtags", action="store_true", help="remove hashtags from examples before encoding")
     options.add_threads(augment)
+    options.add_device(augment)
     options.add_filters(augment)
     augment.set_defaults(run=_augment)
 
@@ -54,6 +56,7 @@ def register(commands) -> None:
                           help="hashtags in more than this share of the posts are not eligible (default: 0.01)")
     evaluate.add_argument("--seed", type=int, default=0, help="random seed of --sample (default: 0)")
     options.add_threads(evaluate)
+    options.add_device(evaluate)
     options.add_json(evaluate)
     evaluate.set_defaults(run=_eval_retrieval)
 
@@ -83,7 +86,8 @@ def _query(args: argparse.Namespace) -> None:
     if args.out:
         check_output(args.out, inputs=[args.file] if args.file and args.file != "-" else [])
     where = options.filter_of(args)
-    with Retriever(args.index, threads=args.threads, k_factor=args.k_factor) as retriever:
+    with Retriever(args.index, threads=args.threads, k_factor=args.k_factor,
+                   running=options.device_of(args)) as retriever:
         results = retriever.search(
             queries, k=args.k, dedupe=not args.no_dedupe, strip_query_hashtags=args.strip_hashtags, filter=where
         )
@@ -108,7 +112,8 @@ def _augment(args: argparse.Namespace) -> None:
     from ..workflows.augment import augment_file
 
     report = augment_file(args.index, args.input, args.out, top=args.top, strip_query_hashtags=args.strip_hashtags,
-                          filter=options.filter_of(args), threads=args.threads)
+                          filter=options.filter_of(args), threads=args.threads,
+                          running=options.device_of(args))
     short = f"; {report.short} with fewer than {args.top} posts found (empty texts)" if report.short else ""
     print(f"{report.examples} examples with {args.top} retrieved posts each in {report.out}, "
           f"ids and scores in {report.hits}{short}")
@@ -120,7 +125,7 @@ def _eval_retrieval(args: argparse.Namespace) -> None:
     report = evaluate_retrieval(
         args.index, queries=read_queries(args.queries) if args.queries else None, sample=args.sample,
         bm25=args.bm25, k=args.k, min_count=args.min_count, max_share=args.max_share, seed=args.seed,
-        threads=args.threads,
+        threads=args.threads, running=options.device_of(args),
     )
     if args.json:
         print(json.dumps({"posts": report.posts, "queries": report.queries, "skipped": report.skipped,

@@ -67,6 +67,8 @@ def _number(value: float) -> str:
 
 COUNT = Bounds(low=1, integer=True)
 """A whole number of at least 1 (posts, steps, batch sizes)."""
+OPTIONAL_COUNT = Bounds(low=1, integer=True, optional=True)
+"""A whole number of at least 1, or None for a default (e.g. the device's batch size)."""
 THREADS = Bounds(low=1, integer=True, optional=True)
 K_FACTOR = Bounds(low=1, integer=True, optional=True)
 """Candidates per hit re-ranked exactly; None: the index's own."""

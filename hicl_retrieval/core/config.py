@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bounds import COUNT, MEMORY, POSITIVE, RECALL, SHARE, THREADS, Bounds, check_fields, setting
+from .bounds import COUNT, MEMORY, OPTIONAL_COUNT, POSITIVE, RECALL, SHARE, THREADS, Bounds, check_fields, setting
 from .errors import HiclError
 from .text import DEFAULT_HASHTAG_RULE, check_hashtag_rule
 from .times import check_time_format
@@ -21,6 +21,7 @@ else:  # pragma: no cover
 POOLINGS = ("cls", "mean", "pooler")
 TEXT_NORMALIZATIONS = ("none", "bertweet")
 QUANTIZATIONS = ("none", "int8")
+PRECISIONS = ("float32", "float16", "bfloat16")
 # A model directory carrying this file brings its own preset (pooling, normalisation, ...).
 MODEL_PRESET_FILE = "hicl-encoder.toml"
 
@@ -44,6 +45,8 @@ class EncoderConfig:
     trust_remote_code: bool = False
     quantize: str = "none"
     """``int8``: dynamic int8 quantisation of the linear layers, for faster CPU encoding."""
+    dtype: str = "float32"
+    """The precision the model ran in (``--dtype``); an index's queries run in the same."""
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -56,6 +59,8 @@ class EncoderConfig:
             )
         if self.quantize not in QUANTIZATIONS:
             raise HiclError(f"unknown quantize {self.quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
+        if self.dtype not in PRECISIONS:
+            raise HiclError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(PRECISIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -150,6 +155,46 @@ class ReaderConfig:
 
 
 @dataclass(frozen=True)
+class DeviceConfig:
+    """Where and how the encoder runs: device, precision and batches (encoding/devices.py)."""
+
+    device: str = "auto"
+    """auto (the first GPU, else the CPU), cpu, cuda, cuda:N or mps."""
+    dtype: str = "auto"
+    """auto, float32, float16 or bfloat16. Building, auto is by device; adding to or querying an
+    index, auto is the precision the index records, and another one is refused."""
+    batch_size: int | None = setting(None, OPTIONAL_COUNT)
+    """Posts per batch at most; None: the device's default (64 on a CPU, no limit on a GPU)."""
+    max_tokens_per_batch: int | None = setting(None, OPTIONAL_COUNT)
+    """Padded tokens per batch at most; None: the device's default."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Encoding in a pool of Ray actors (encoding/ray_workers.py); the driver reads and writes the index."""
+
+    address: str = "auto"
+    """auto: the cluster ``ray start`` made here or RAY_ADDRESS, else a new local one; local: a new
+    local one; else a cluster's address (``HOST:PORT`` or ``ray://HOST:PORT``)."""
+    workers: int | None = setting(None, OPTIONAL_COUNT)
+    """Actors; None: one per GPU of the cluster (by `gpus_per_worker`), else one per `threads` CPUs."""
+    gpus_per_worker: float | None = setting(None, Bounds(low=0, optional=True))
+    """None: 1 where the cluster has GPUs (and the device is not cpu), else 0."""
+    threads: int | None = setting(None, THREADS)
+    """CPU threads of each actor's torch; None: 1 with no GPU, else 2."""
+    cpus: int | None = setting(None, OPTIONAL_COUNT)
+    """CPUs of a new local cluster; None: every core."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if not str(self.address).strip():
+            raise HiclError("--ray: give auto, local or a cluster address")
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     """Everything `build_index` needs besides the corpus paths and the output directory."""
 
@@ -161,9 +206,11 @@ class BuildConfig:
     """RAM budget in bytes for building and searching the index; None: the machine's memory."""
     target_recall: float = setting(0.95, RECALL)
     """Recall@10 against exact search that an approximate index's search is tuned to reach."""
-    batch_size: int = setting(64, COUNT)
     chunk_size: int = setting(4096, COUNT)
     """Posts read, encoded and stored together; bounds the build's memory."""
+    encoding: DeviceConfig = field(default_factory=DeviceConfig)
+    ray: RayConfig | None = None
+    """Encode in a Ray cluster instead of in this process."""
     threads: int | None = setting(None, THREADS)
     hashtag_rule: str = DEFAULT_HASHTAG_RULE
     """How hashtags are extracted from posts (``twitter`` or ``hicl``, see text.py); the manifest records it."""

@@ -1,13 +1,15 @@
 """The topic encoder: a Hugging Face model turned into L2-normalised post vectors.
 
-Texts are tokenised once, sorted by length and batched, so that a batch pads to the length of
-its own posts rather than of the longest post in the corpus; vectors are returned in input
-order. The same code loads the HICL #Encoder (``albertan017/hashencoder``), the packaged
+Texts are tokenised once, sorted by length and batched by a token budget (batches.py), so that
+a batch pads to the length of its own posts rather than of the longest post in the corpus;
+vectors are returned in input order. The model runs on the device and in the precision that
+devices.py resolves. The same code loads the HICL #Encoder (``albertan017/hashencoder``), the packaged
 MiniLM, a model directory made by training, or any hub id.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -17,9 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.bounds import OPTIONAL_COUNT, check
 from ..core.config import EncoderConfig, preset_names
 from ..core.errors import HiclError
 from ..core.text import normalize
+from .batches import token_batches
+from .devices import batch_limits, describe_device, resolve_device, resolve_dtype, torch_dtype
 
 LOG = logging.getLogger(__name__)
 
@@ -113,14 +118,22 @@ def _quantize_int8(model, device):
 
 
 class Encoder:
-    """Encodes post texts into unit vectors (rows of a float32 array)."""
+    """Encodes post texts into unit vectors (rows of a float32 array).
 
-    def __init__(self, config: EncoderConfig, *, device: str = "cpu") -> None:
+    `device` is resolved by devices.py (``auto``: the first GPU, else the CPU). `dtype` is the
+    precision to run in (``auto``: by device); None keeps the precision `config` records, as
+    queries of an index do. `config` then records the precision used.
+    """
+
+    def __init__(self, config: EncoderConfig, *, device: str = "auto", dtype: str | None = None) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        self.config = config
-        self.device = torch.device(device)
+        self.device = torch.device(resolve_device(device))
+        precision = config.dtype if dtype is None else resolve_dtype(dtype, str(self.device))
+        if config.quantize == "int8" and precision != "float32":
+            raise HiclError(f"int8 quantisation starts from float32 weights; drop --int8 or --dtype {precision}")
+        self.config = config = dataclasses.replace(config, dtype=precision)
         location = model_location(config)
         options = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
         cache_only = not Path(location).exists() and (_offline() or not hub_reachable())
@@ -138,7 +151,7 @@ class Encoder:
             raise HiclError(f"the tokenizer of {location} has no padding token")
         if config.pooling == "pooler" and getattr(self.model, "pooler", None) is None:
             raise HiclError(f"the model {location} has no pooler layer; use --pooling cls or mean")
-        self.model.to(self.device).eval()
+        self.model.to(self.device, dtype=torch_dtype(precision)).eval()
         if config.quantize == "int8":
             self.model = _quantize_int8(self.model, self.device)
         self.dim = int(self.model.config.hidden_size)
@@ -174,36 +187,74 @@ class Encoder:
                              batch["attention_mask"])
         return torch.nn.functional.normalize(vectors, dim=-1) if self.config.normalize_vectors else vectors
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64, progress=None) -> np.ndarray:
+    @property
+    def device_name(self) -> str:
+        return describe_device(str(self.device))
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of `texts` as the model reads them, truncated to ``max_length``, unpadded."""
+        if not texts:
+            return []
+        return self.tokenizer(
+            self.prepare(texts), truncation=True, max_length=self.config.max_length, padding=False
+        )["input_ids"]
+
+    def batch_limits(self, max_tokens: int | None = None, batch_size: int | None = None) -> tuple[int, int | None]:
+        """(tokens, posts) per batch: the given limits or the device's defaults; any post must fit."""
+        budget, posts = batch_limits(str(self.device), max_tokens, batch_size)
+        check("--batch-size", posts, OPTIONAL_COUNT)
+        if budget < self.config.max_length:
+            raise HiclError(f"--max-tokens-per-batch must be at least the encoder's max_length "
+                            f"{self.config.max_length} (a post of that length must fit a batch), not {budget}")
+        return budget, posts
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        max_tokens: int | None = None,
+        tokens: list[list[int]] | None = None,
+        progress=None,
+    ) -> np.ndarray:
         """Vectors for `texts`, shape (len(texts), dim), float32, in input order.
 
-        `progress` is an optional tqdm bar advanced by the number of texts of each batch.
+        Batches hold at most `batch_size` posts and `max_tokens` padded tokens (None: the
+        device's defaults, see devices.py). `tokens` are the texts' token ids when already made (by
+        `tokenize`, e.g. in another thread). `progress` is an optional tqdm bar advanced by
+        the number of texts of each batch. On a GPU, batches go from pinned memory without
+        waiting and the vectors stay there until the last batch, so the host prepares the
+        next batch while the GPU computes.
         """
         import torch
 
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        ids = self.tokenizer(
-            self.prepare(texts), truncation=True, max_length=self.config.max_length, padding=False
-        )["input_ids"]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]), reverse=True)
-        pad_id = self.tokenizer.pad_token_id
+        budget, posts = self.batch_limits(max_tokens, batch_size)
+        ids = self.tokenize(texts) if tokens is None else tokens
+        batches = token_batches([len(row) for row in ids], budget, posts)
+        pad_id, on_gpu = self.tokenizer.pad_token_id, self.device.type == "cuda"
+        pooled = []
         with torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                chosen = order[start : start + batch_size]
+            for chosen in batches:
                 width = len(ids[chosen[0]])  # longest first
                 batch = np.full((len(chosen), width), pad_id, dtype=np.int64)
                 mask = np.zeros((len(chosen), width), dtype=np.int64)
                 for row, i in enumerate(chosen):
                     batch[row, : len(ids[i])] = ids[i]
                     mask[row, : len(ids[i])] = 1
-                input_ids = torch.from_numpy(batch).to(self.device)
-                attention = torch.from_numpy(mask).to(self.device)
-                vectors = self._pool(self.model(input_ids=input_ids, attention_mask=attention), attention)
+                input_ids, attention = torch.from_numpy(batch), torch.from_numpy(mask)
+                if on_gpu:
+                    input_ids, attention = input_ids.pin_memory(), attention.pin_memory()
+                input_ids = input_ids.to(self.device, non_blocking=on_gpu)
+                attention = attention.to(self.device, non_blocking=on_gpu)
+                vectors = self._pool(self.model(input_ids=input_ids, attention_mask=attention), attention).float()
                 if self.config.normalize_vectors:
-                    vectors = torch.nn.functional.normalize(vectors.float(), dim=-1)
-                out[chosen] = vectors.float().cpu().numpy()
+                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
+                pooled.append(vectors)
                 if progress is not None:
                     progress.update(len(chosen))
+            order = [i for chosen in batches for i in chosen]
+            out[order] = torch.cat(pooled).cpu().numpy()
         return out

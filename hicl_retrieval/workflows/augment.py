@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..core.atomic import replacing
 from ..core.bounds import COUNT, check
+from ..core.config import DeviceConfig
 from ..core.errors import HiclError
 from ..core.files import check_output, text_lines
 from ..index.filters import Filter
@@ -68,6 +69,7 @@ def augment_file(
     strip_query_hashtags: bool = False,
     filter: Filter | None = None,
     threads: int | None = None,
+    running: DeviceConfig | None = None,
     batch_size: int = 512,
 ) -> AugmentReport:
     """Write `input_path`'s examples with their `top` retrieved posts to `out` (and ids, scores alongside)."""
@@ -78,7 +80,7 @@ def augment_file(
     examples = read_examples(input_path)
     short = 0
     # The hits file is replaced first: a complete output file always has its hits beside it.
-    with Retriever(index, threads=threads) as retriever, replacing(out) as tmp_out, replacing(hits_path) as tmp_hits, \
+    with Retriever(index, threads=threads, running=running) as retriever, replacing(out) as tmp_out, replacing(hits_path) as tmp_hits, \
             open(tmp_out, "w", encoding="utf-8") as texts_file, open(tmp_hits, "w", encoding="utf-8") as hits_file:
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]

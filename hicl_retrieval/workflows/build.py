@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from ..core.errors import HiclError
 from ..core.progress import advance
 from ..corpus import Corpus, Post, Reject, record_chunks
 from ..encoding.encoder import Encoder
+from ..encoding.pools import Encoding, open_encoding
 from ..index.directory import IndexDir
 from ..index.faiss_index import VectorIndex, default_k_factor, effective_factory, trained_index
 from ..index.manifest import REJECTS, Manifest
@@ -50,6 +51,9 @@ class BuildReport:
     load_seconds: float = 0.0
     """Part of `seconds` spent loading the encoder model."""
     encode_seconds: float = 0.0
+    """Part of `seconds` the build waited for chunks to be read and encoded (the rest is writing them)."""
+    encoded_on: str = ""
+    """The device, or the Ray pool and its devices, of the last run."""
     resumed: bool = False
     """Whether this run continued an interrupted build (counts and times cover every run)."""
     warnings: list[str] = field(default_factory=list)
@@ -62,6 +66,7 @@ class BuildReport:
             read=stats["read"], indexed=stats["indexed"], rejected=Counter(stats["rejected"]),
             duplicates=stats["duplicates"], repeated_texts=stats["repeated_texts"], notes=Counter(stats["notes"]),
             seconds=stats["seconds"], encode_seconds=stats["encode_seconds"],
+            encoded_on=stats.get("encoded_on", ""),
         )
 
     def as_dict(self) -> dict:
@@ -75,6 +80,7 @@ class BuildReport:
             "seconds": round(self.seconds, 3),
             "load_seconds": round(self.load_seconds, 3),
             "encode_seconds": round(self.encode_seconds, 3),
+            "encoded_on": self.encoded_on,
             "resumed": self.resumed,
             "warnings": list(self.warnings),
         }
@@ -88,8 +94,8 @@ class BuildReport:
             f"duplicate post ids {self.duplicates}",
             f"posts repeating an earlier text: {self.repeated_texts} (kept, hidden from results)",
             f"{self.seconds:.1f} s ({self.load_seconds:.1f} s loading the model), {rate:.0f} posts/s; "
-            f"encoding {self.encode_seconds:.1f} s "
-            f"({100 * self.encode_seconds / self.seconds if self.seconds else 0:.0f}% of the time)",
+            f"reading and encoding {self.encode_seconds:.1f} s "
+            f"({100 * self.encode_seconds / self.seconds if self.seconds else 0:.0f}% of the time) on {self.encoded_on}",
         ]
         if self.resumed:
             lines.insert(0, "resumed an interrupted build; counts and times cover all of its runs")
@@ -101,7 +107,7 @@ class BuildReport:
         return "\n".join(lines)
 
 
-def _build_state(posts_in: Corpus, encoder: Encoder, config: BuildConfig) -> dict:
+def _build_state(posts_in: Corpus, encoder: Encoding, config: BuildConfig) -> dict:
     """What must not change between an interrupted build and its resumption.
 
     The index type is not part of it: it is made at the end from the stored vectors, so an
@@ -120,12 +126,29 @@ def _build_state(posts_in: Corpus, encoder: Encoder, config: BuildConfig) -> dic
     }
 
 
-def plan_for(spec: str, posts: int, encoder: Encoder, config: BuildConfig) -> IndexPlan:
+def plan_for(spec: str, posts: int, encoder: Encoding, config: BuildConfig) -> IndexPlan:
     """The index `spec` resolves to for `posts` posts, with its RAM and disk needs."""
     working = 2 * encoder.model_bytes + (256 << 20)  # the model, its activations, a chunk, DuckDB
     factory = effective_factory(factory_for(spec, posts, encoder.dim, config.max_memory, working=working))
     VectorIndex.create(encoder.dim, factory)  # a bad factory string fails here, before any work
     return plan_index(factory, posts, encoder.dim, k_factor=default_k_factor(factory), working=working)
+
+
+def _split(chunk: list) -> tuple[list, list[Post], list[Reject]]:
+    return chunk, [r for r in chunk if isinstance(r, Post)], [r for r in chunk if isinstance(r, Reject)]
+
+
+def _waited_for(items: Iterator, report: BuildReport) -> Iterator:
+    """`items`, the time waited for each added to the report's `encode_seconds`."""
+    while True:
+        tick = time.perf_counter()
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        finally:
+            report.encode_seconds += time.perf_counter() - tick
+        yield item
 
 
 def build_index(
@@ -149,6 +172,10 @@ def build_index(
     Before encoding, the index type is resolved for the corpus's estimated size and its RAM
     and disk needs are passed to `announce`; a build that would not fit `config.max_memory`
     or the free disk is refused. At the end the type is resolved again for the exact count.
+
+    The encoder runs where `config.encoding` says (device, precision, batches), or in a pool of
+    Ray actors with `config.ray`; either way chunks are written in order by this process, so the
+    index and its resumption are the same. `encoder`, if given, is used in this process.
     """
     started = time.perf_counter()
     posts_in = Corpus(corpus, config.reader)
@@ -158,8 +185,15 @@ def build_index(
         announce(posts_in.skipped_summary())
     native.set_threads(config.threads)
     tick = time.perf_counter()
-    encoder = encoder or Encoder(config.encoder)
-    load_seconds = time.perf_counter() - tick
+    encoding = open_encoding(config.encoder, config.encoding, config.ray, encoder=encoder)
+    try:
+        return _build(posts_in, Path(out), config, encoding, started, time.perf_counter() - tick, announce)
+    finally:
+        encoding.close()
+
+
+def _build(posts_in: Corpus, out: Path, config: BuildConfig, encoder: Encoding, started: float,
+           load_seconds: float, announce: Callable[[str], None]) -> BuildReport:
     estimated = posts_in.estimated_records()
     plan = plan_for(config.faiss_factory, estimated, encoder, config)
     announce(f"plan: {plan.describe()}")
@@ -171,6 +205,7 @@ def build_index(
         last = writer.last
         report = BuildReport.from_stats(json.loads(last.stats)) if last else BuildReport()
         report.index, report.load_seconds, report.resumed = directory.path, load_seconds, resuming
+        report.encoded_on = encoder.where
         earlier_seconds = report.seconds
         if resuming:
             LOG.info("resuming %s after %d records (%d posts)", directory.path, last.records if last else 0,
@@ -178,16 +213,13 @@ def build_index(
         with tqdm(desc="reading and encoding", unit=" records", initial=last.records if last else 0,
                   total=max(estimated, 1), disable=not config.progress) as bar:
             records = itertools.islice(posts_in, last.records if last else 0, None)
-            for chunk in (() if writer.finished else record_chunks(records, config.chunk_size)):
-                posts = [r for r in chunk if isinstance(r, Post)]
-                rejects = [r for r in chunk if isinstance(r, Reject)]
+            chunks = () if writer.finished else (_split(chunk) for chunk in record_chunks(records, config.chunk_size))
+            encoded = encoder.encoded(chunks, lambda chunk: [post.text for post in chunk[1]], progress=bar)
+            for (chunk, posts, rejects), vectors in _waited_for(encoded, report):
                 report.rejected.update(reject.reason for reject in rejects)
                 for post in posts:
                     report.notes.update(post.notes)
                 report.read += len(chunk)
-                tick = time.perf_counter()
-                vectors = encoder.encode([p.text for p in posts], batch_size=config.batch_size, progress=bar)
-                report.encode_seconds += time.perf_counter() - tick
                 advance(bar, len(chunk) - len(posts))
                 report.seconds = earlier_seconds + time.perf_counter() - started
                 writer.commit(posts, vectors, rejects, records=report.read, stats=json.dumps(report.as_dict()))

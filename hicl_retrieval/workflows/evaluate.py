@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.bounds import COUNT, SHARE, Bounds, check
+from ..core.config import DeviceConfig
 from ..core.errors import HiclError
 from ..core.files import text_lines
 from ..core.text import extract_hashtags, strip_hashtags
@@ -100,6 +101,7 @@ def evaluate_retrieval(
     max_share: float = 0.01,
     seed: int = 0,
     threads: int | None = None,
+    running: DeviceConfig | None = None,
 ) -> EvalReport:
     """Score each index, and BM25 over the same posts when `bm25`, on `queries` or on `sample`
     posts of the indexes drawn (with `seed`) among those with an eligible hashtag."""
@@ -161,7 +163,7 @@ def evaluate_retrieval(
         rows.append(scored("bm25", hits, started))
     for path in indexes:
         started = time.perf_counter()
-        with Retriever(path, threads=threads) as retriever:
+        with Retriever(path, threads=threads, running=running) as retriever:
             results = retriever.search(texts_of_queries, k=k, strip_query_hashtags=True)
         rows.append(scored(_label(path), [result.hits for result in results], started))
     return EvalReport(posts=fingerprints[str(indexes[0])][0], queries=len(kept), skipped=len(queries) - len(kept),

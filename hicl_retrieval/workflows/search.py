@@ -9,8 +9,10 @@ import numpy as np
 
 from ..core import native
 from ..core.bounds import COUNT, K_FACTOR, check
+from ..core.config import DeviceConfig
 from ..core.errors import HiclError
 from ..core.text import strip_hashtags
+from ..encoding.devices import check_index_dtype
 from ..encoding.encoder import Encoder
 from ..index.directory import IndexDir
 from ..index.faiss_index import exact_search, reranked
@@ -28,8 +30,9 @@ COSINE_SLACK = 0.1
 class Retriever:
     """Top-k topical neighbours of posts, from one index directory.
 
-    Queries are encoded by the encoder recorded in the index's manifest, so they are always
-    encoded like the corpus. Use as a context manager, or call `close`.
+    Queries are encoded by the encoder recorded in the index's manifest, in the precision it
+    records, so they are always encoded like the corpus; `running` says on which device and in
+    what batches. Use as a context manager, or call `close`.
     """
 
     def __init__(
@@ -39,12 +42,16 @@ class Retriever:
         encoder: Encoder | None = None,
         threads: int | None = None,
         k_factor: int | None = None,
+        running: DeviceConfig | None = None,
     ) -> None:
         check("--k-factor", k_factor, K_FACTOR)
+        self.running = running or DeviceConfig()
         self.directory = IndexDir(path)
         self.manifest: Manifest = self.directory.read_manifest()
         native.set_threads(threads)
-        self.encoder = encoder or Encoder(self.manifest.encoder)
+        check_index_dtype(self.manifest.encoder.dtype, self.running.dtype, str(path))
+        self.encoder = encoder or Encoder(self.manifest.encoder, device=self.running.device)
+        self.encoder.batch_limits(self.running.max_tokens_per_batch, self.running.batch_size)
         if self.encoder.dim != self.manifest.dim:
             raise HiclError(
                 f"the encoder gives {self.encoder.dim}-dimensional vectors but {path} holds "
@@ -123,7 +130,6 @@ class Retriever:
         dedupe: bool = True,
         strip_query_hashtags: bool = False,
         filter: Filter | None = None,
-        batch_size: int = 64,
     ) -> list[SearchResult]:
         """The `k` best hits for each query, best first; one `SearchResult` per query.
 
@@ -139,7 +145,6 @@ class Retriever:
         if isinstance(queries, str):
             queries = [queries]
         check("k", k, COUNT)
-        check("batch_size", batch_size, COUNT)
         for number, query in enumerate(queries, 1):
             if not isinstance(query, str) or not query.strip():
                 where = f" (query {number} of {len(queries)})" if len(queries) > 1 else ""
@@ -147,7 +152,8 @@ class Retriever:
         # A query of only hashtags keeps them: stripped, it would be an empty text near every post.
         rule = self.manifest.hashtag_rule
         texts = [(strip_hashtags(q, rule) or q) if strip_query_hashtags else q for q in queries]
-        vectors = self.encoder.encode(texts, batch_size=batch_size)
+        vectors = self.encoder.encode(texts, batch_size=self.running.batch_size,
+                                      max_tokens=self.running.max_tokens_per_batch)
         hits = self.search_vectors(vectors, k, queries=queries, dedupe=dedupe, filter=filter)
         return [SearchResult(query=q, hits=h) for q, h in zip(queries, hits)]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,15 +18,18 @@ import numpy as np
 from tqdm import tqdm
 
 from ..core.bounds import COUNT, check
-from ..core.config import ReaderConfig
+from ..core.config import DeviceConfig, RayConfig, ReaderConfig
 from ..core.errors import HiclError
 from ..core.progress import advance
 from ..corpus import Corpus, Post, Reject, normalize_post_id, record_chunks
 from ..encoding.encoder import Encoder
+from ..encoding.pools import Encoding, open_encoding
 from ..index.changes import generation, switch, writing
+from ..index.directory import IndexDir
 from ..index.faiss_index import VectorIndex
 from ..index.filters import Filter
-from ..index.manifest import REJECTS
+from ..index.manifest import REJECTS, Manifest
+from ..index.store import PostStore
 from ..index.writer import SegmentWriter, new_segment_name, nothing_indexed, write_deletion
 
 
@@ -53,7 +56,8 @@ def add_posts(
     *,
     reader: ReaderConfig | None = None,
     encoder: Encoder | None = None,
-    batch_size: int = 64,
+    running: DeviceConfig | None = None,
+    ray: RayConfig | None = None,
     chunk_size: int = 4096,
     progress: bool = True,
 ) -> AddReport:
@@ -62,58 +66,75 @@ def add_posts(
     Posts whose post id the index (or an earlier line of `corpus`) already holds are skipped,
     checked a chunk at a time against the post store. The new segment's FAISS part starts from
     the index's trained index (an IVF index keeps its centroids; `compact` re-trains them after
-    large additions). Nothing the index already has is rewritten.
+    large additions). Nothing the index already has is rewritten. Posts are encoded in the
+    precision the index records, where `running` says or in Ray actors with `ray` (as `build`).
     """
-    check("--batch-size", batch_size, COUNT)
     check("--chunk-size", chunk_size, COUNT)
     started = time.perf_counter()
     posts_in = Corpus(corpus, reader or ReaderConfig())
     report = AddReport(warnings=[posts_in.skipped_summary()] if posts_in.skipped else [])
     with writing(path) as (directory, manifest):
-        encoder = encoder or Encoder(manifest.encoder)
-        if encoder.dim != manifest.dim:
-            raise HiclError(f"the encoder gives {encoder.dim}-dimensional vectors, the index holds {manifest.dim}")
-        directory.check_intact(manifest, manifest.trained_file)  # every new part starts as a copy of it
-        rejects_start = manifest.files.get(REJECTS, 0)
-        with (
-            directory.open_store(manifest) as existing,
-            SegmentWriter(directory, new_segment_name(), dim=manifest.dim, first_id=manifest.next_id,
-                          hashtag_rule=manifest.hashtag_rule, rejects_start=rejects_start) as writer,
-            tqdm(desc="adding", unit=" records", total=max(posts_in.estimated_records(), 1),
-                 disable=not progress) as bar,
-        ):
-            seen: set[str] = set()
-            for chunk in record_chunks(posts_in, chunk_size):
-                report.read += len(chunk)
-                rejects = [r for r in chunk if isinstance(r, Reject)]
-                report.rejected.update(reject.reason for reject in rejects)
-                posts = [r for r in chunk if isinstance(r, Post)]
-                known = seen | existing.existing_post_ids([p.post_id for p in posts if p.post_id is not None])
-                fresh = []
-                for post in posts:
-                    if post.post_id is not None and post.post_id in known:
-                        report.known += 1
-                        continue
-                    known.add(post.post_id)
-                    seen.add(post.post_id)
-                    fresh.append(post)
-                vectors = encoder.encode([p.text for p in fresh], batch_size=batch_size, progress=bar)
-                advance(bar, len(chunk) - len(fresh))
-                writer.commit(fresh, vectors, rejects, records=report.read)
-            report.added = writer.next_id - manifest.next_id
-            report.warnings += posts_in.time_warnings
-            if report.added == 0:  # every post known or rejected: the index stays as it is
-                message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS), rejects_start,
-                                          verb="added") + f"; {directory.path} is unchanged"
-                writer.discard()
-                if report.known == 0:
-                    raise HiclError(message)
-                return report
-            segment = writer.seal(VectorIndex.load(directory.file(manifest.trained_file)))
-        report.seconds = time.perf_counter() - started
-        switch(directory, manifest.with_segment(
-            segment, stats={**manifest.stats, "added": manifest.stats.get("added", 0) + report.added}))
+        encoding = open_encoding(manifest.encoder, running or DeviceConfig(), ray, encoder=encoder,
+                                 index=str(directory.path))
+        try:
+            return _add(directory, manifest, posts_in, encoding, report, chunk_size, progress, started)
+        finally:
+            encoding.close()
+
+
+def _add(directory: IndexDir, manifest: Manifest, posts_in: Corpus, encoder: Encoding, report: AddReport,
+         chunk_size: int, progress: bool, started: float) -> AddReport:
+    if encoder.dim != manifest.dim:
+        raise HiclError(f"the encoder gives {encoder.dim}-dimensional vectors, the index holds {manifest.dim}")
+    directory.check_intact(manifest, manifest.trained_file)  # every new part starts as a copy of it
+    rejects_start = manifest.files.get(REJECTS, 0)
+    with (
+        directory.open_store(manifest) as existing,
+        SegmentWriter(directory, new_segment_name(), dim=manifest.dim, first_id=manifest.next_id,
+                      hashtag_rule=manifest.hashtag_rule, rejects_start=rejects_start) as writer,
+        tqdm(desc="adding", unit=" records", total=max(posts_in.estimated_records(), 1),
+             disable=not progress) as bar,
+    ):
+        chunks = _new_posts(posts_in, existing, chunk_size)
+        for (chunk, fresh, rejects, records), vectors in encoder.encoded(chunks, lambda c: [p.text for p in c[1]],
+                                                                          progress=bar):
+            report.read = records
+            report.rejected.update(reject.reason for reject in rejects)
+            report.known += sum(1 for record in chunk if isinstance(record, Post)) - len(fresh)
+            advance(bar, len(chunk) - len(fresh))
+            writer.commit(fresh, vectors, rejects, records=records)
+        report.added = writer.next_id - manifest.next_id
+        report.warnings += posts_in.time_warnings
+        if report.added == 0:  # every post known or rejected: the index stays as it is
+            message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS), rejects_start,
+                                      verb="added") + f"; {directory.path} is unchanged"
+            writer.discard()
+            if report.known == 0:
+                raise HiclError(message)
+            return report
+        segment = writer.seal(VectorIndex.load(directory.file(manifest.trained_file)))
+    report.seconds = time.perf_counter() - started
+    switch(directory, manifest.with_segment(
+        segment, stats={**manifest.stats, "added": manifest.stats.get("added", 0) + report.added}))
     return report
+
+
+def _new_posts(posts_in: Corpus, existing: PostStore, chunk_size: int) -> Iterator[tuple]:
+    """(chunk, its posts whose post id is new, its rejects, records read so far) for each chunk."""
+    seen: set[str] = set()
+    records = 0
+    for chunk in record_chunks(posts_in, chunk_size):
+        records += len(chunk)
+        posts = [r for r in chunk if isinstance(r, Post)]
+        known = seen | existing.existing_post_ids([p.post_id for p in posts if p.post_id is not None])
+        fresh = []
+        for post in posts:
+            if post.post_id is not None and post.post_id in known:
+                continue
+            known.add(post.post_id)
+            seen.add(post.post_id)
+            fresh.append(post)
+        yield chunk, fresh, [r for r in chunk if isinstance(r, Reject)], records
 
 
 def delete_posts(path: str | Path, *, post_ids: Sequence[str] = (), filter: Filter | None = None) -> int:

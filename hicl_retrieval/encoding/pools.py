@@ -1,0 +1,84 @@
+"""Where chunks of posts get encoded: in this process, or by a pool of Ray actors (ray_workers.py).
+
+Both give the chunks back in the order they came with their vectors, so `build` and `add` write
+them through the same `SegmentWriter` whichever encodes them: a Ray build writes the same index,
+and resumes the same way, as a build in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from ..core.config import DeviceConfig, EncoderConfig, RayConfig
+from ..core.prefetch import ahead
+from .devices import check_index_dtype
+from .encoder import Encoder
+
+T = TypeVar("T")
+
+
+class Encoding(Protocol):
+    """An encoder as the build sees it: its settings, and chunks in, (chunk, vectors) out in order."""
+
+    dim: int
+    config: EncoderConfig
+    revision: str | None
+    model_bytes: int
+    where: str
+    """Where the encoding runs, for reports: a device, or a Ray pool with its workers' devices."""
+
+    def encoded(self, items: Iterable[T], texts: Callable[[T], Sequence[str]], progress=None
+                ) -> Iterator[tuple[T, np.ndarray]]: ...
+
+    def close(self) -> None: ...
+
+
+class LocalEncoding:
+    """Chunks encoded by an `Encoder` in this process.
+
+    With `prefetch` (default: on a GPU) the next chunk is read and tokenised in a thread while
+    the device encodes this one; on a CPU that thread would only take cores from the model.
+    """
+
+    def __init__(self, encoder: Encoder, running: DeviceConfig, *, prefetch: bool | None = None) -> None:
+        self.encoder, self.running = encoder, running
+        self.prefetch = encoder.device.type != "cpu" if prefetch is None else prefetch
+        self.dim, self.config, self.revision = encoder.dim, encoder.config, encoder.revision
+        self.model_bytes, self.where = encoder.model_bytes, encoder.device_name
+        encoder.batch_limits(running.max_tokens_per_batch, running.batch_size)  # a bad limit fails before any work
+
+    def encoded(self, items, texts, progress=None):
+        limits = {"batch_size": self.running.batch_size, "max_tokens": self.running.max_tokens_per_batch}
+        if not self.prefetch:
+            for item in items:
+                yield item, self.encoder.encode(texts(item), progress=progress, **limits)
+            return
+        tokenized = ((item, self.encoder.tokenize(texts(item))) for item in items)
+        for item, tokens in ahead(tokenized, depth=2):
+            yield item, self.encoder.encode(texts(item), tokens=tokens, progress=progress, **limits)
+
+    def close(self) -> None:
+        pass
+
+
+def open_encoding(
+    config: EncoderConfig,
+    running: DeviceConfig,
+    ray: RayConfig | None = None,
+    *,
+    encoder: Encoder | None = None,
+    index: str | None = None,
+) -> Encoding:
+    """The encoding for a build (`index` None: `running.dtype` chosen by device) or for adding to
+    the index at `index` (its recorded precision, another one refused); in Ray actors if `ray`."""
+    if index is not None:
+        check_index_dtype(config.dtype, running.dtype, index)
+    dtype = None if index is not None else running.dtype
+    if ray is not None:
+        from .ray_workers import RayEncoding  # Ray is an optional extra
+
+        return RayEncoding(config, running, ray, dtype=dtype)
+    return LocalEncoding(encoder or Encoder(config, device=running.device, dtype=dtype), running)

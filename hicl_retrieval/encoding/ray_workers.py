@@ -1,0 +1,178 @@
+"""Encoding in a pool of Ray actors: every Ray call of the project is in this module.
+
+Ray core actors, not Ray Data: the driver already reads the corpus in order and must write each
+chunk's posts with its vectors, in order, through the segment writer (so that a Ray build is
+the same index as a build in one process and resumes from the same ledger). What it needs from
+Ray is a pool of processes that load the encoder once and encode what they are sent, replaced
+when they die: actors with ``max_restarts`` and ``max_task_retries`` are exactly that, an API
+stable since Ray 1.x, where Ray Data's actor pools (``compute=ActorPoolStrategy`` then
+``concurrency=``) changed between releases. Ray is pinned in pyproject.toml all the same.
+
+The driver keeps two chunks in flight per worker, each sent to the worker with the fewest, and
+takes the vectors back in order. A worker that dies is restarted by Ray (it loads the encoder
+again) and its chunks are run again; one that dies more than `RESTARTS` times stops the build,
+which resumes from its last written chunk when run again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections import deque
+
+import numpy as np
+import ray
+
+from ..core import native
+from ..core.config import DeviceConfig, EncoderConfig, RayConfig
+from ..core.errors import HiclError
+from .encoder import Encoder
+
+LOG = logging.getLogger(__name__)
+RESTARTS = 3
+"""Times Ray restarts a worker that died (and retries its chunks) before the build stops."""
+IN_FLIGHT = 2
+"""Chunks sent to each worker ahead of its results: one to encode, one waiting."""
+
+
+class EncodeWorker:
+    """A Ray actor holding one encoder (made into one by `ray.remote` in `RayEncoding`)."""
+
+    def __init__(self, config: dict, device: str, dtype: str | None, threads: int, running: dict) -> None:
+        native.set_threads(threads)
+        self.encoder = Encoder(EncoderConfig.from_dict(config), device=device, dtype=dtype)
+        self.running = DeviceConfig(**running)
+        self.encoder.batch_limits(self.running.max_tokens_per_batch, self.running.batch_size)
+
+    def describe(self) -> dict:
+        encoder = self.encoder
+        return {"dim": encoder.dim, "config": encoder.config.to_dict(), "revision": encoder.revision,
+                "model_bytes": encoder.model_bytes, "device": encoder.device_name,
+                "host": socket.gethostname(), "pid": os.getpid()}
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.encode(texts, batch_size=self.running.batch_size,
+                                   max_tokens=self.running.max_tokens_per_batch)
+
+
+def connect(settings: RayConfig) -> None:
+    """Join (or start) the cluster `settings.address` names, once per process."""
+    if ray.is_initialized():
+        return
+    address = settings.address.strip()
+    options = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
+    if address in ("auto", "local"):
+        # auto: RAY_ADDRESS or the cluster `ray start` made here, else a new local one
+        try:
+            ray.init(address=None if address == "auto" else "local", num_cpus=settings.cpus, **options)
+        except ValueError:  # an existing cluster refuses num_cpus
+            ray.init(**options)
+        return
+    if settings.cpus is not None:
+        raise HiclError("--ray-cpus sizes a new local cluster; a cluster at an address has its own CPUs")
+    try:
+        ray.init(address=address, **options)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise HiclError(f"--ray {address}: cannot join the Ray cluster ({str(exc).splitlines()[0]})") from None
+
+
+def _plan(running: DeviceConfig, settings: RayConfig) -> tuple[int, float, int, str]:
+    """(workers, GPUs per worker, threads per worker, device) for the cluster's resources."""
+    resources = ray.cluster_resources()
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    gpus_per_worker = settings.gpus_per_worker
+    if gpus_per_worker is None:
+        gpus_per_worker = 1 if gpus and running.device != "cpu" else 0
+    if gpus_per_worker and running.device == "cpu":
+        raise HiclError("--gpus-per-worker gives workers GPUs that --device cpu would not use; drop one")
+    threads = settings.threads or (2 if gpus_per_worker else 1)
+    workers = settings.workers or (int(gpus // gpus_per_worker) if gpus_per_worker else int(cpus // threads))
+    if workers < 1:
+        raise HiclError(f"the Ray cluster has {cpus:g} CPUs and {gpus:g} GPUs: not enough for one worker of "
+                        f"{threads} threads and {gpus_per_worker:g} GPUs")
+    if workers * threads > cpus or workers * gpus_per_worker > gpus:
+        raise HiclError(f"{workers} workers of {threads} threads and {gpus_per_worker:g} GPUs need "
+                        f"{workers * threads} CPUs and {workers * gpus_per_worker:g} GPUs; the Ray cluster has "
+                        f"{cpus:g} CPUs and {gpus:g} GPUs (set --workers, --threads or --gpus-per-worker)")
+    device = running.device
+    if gpus_per_worker == 0:
+        device = "cpu"
+    elif device == "auto":
+        device = "cuda"  # Ray shows each worker only its own GPUs, numbered from 0
+    return workers, gpus_per_worker, threads, device
+
+
+class RayEncoding:
+    """Chunks encoded by a pool of `EncodeWorker` actors, given back in order (see pools.Encoding)."""
+
+    def __init__(self, config: EncoderConfig, running: DeviceConfig, settings: RayConfig, *,
+                 dtype: str | None) -> None:
+        connect(settings)
+        workers, gpus, threads, device = _plan(running, settings)
+        actor = ray.remote(EncodeWorker).options(num_cpus=threads, num_gpus=gpus, max_restarts=RESTARTS,
+                                                 max_task_retries=RESTARTS)
+        running_fields = {"device": device, "dtype": running.dtype, "batch_size": running.batch_size,
+                          "max_tokens_per_batch": running.max_tokens_per_batch}
+        self.workers = [actor.remote(config.to_dict(), device, dtype, threads, running_fields)
+                        for _ in range(workers)]
+        described = [self._get(ref) for ref in [worker.describe.remote() for worker in self.workers]]
+        settings_made = {str(sorted(d["config"].items())) for d in described}
+        if len(settings_made) > 1:
+            precisions = sorted({d["config"]["dtype"] for d in described})
+            raise HiclError(f"the Ray workers resolved the encoder differently (precisions {', '.join(precisions)}): "
+                            "pass --dtype so that all of them encode alike")
+        first = described[0]
+        self.dim, self.revision, self.model_bytes = first["dim"], first["revision"], first["model_bytes"]
+        self.config = EncoderConfig.from_dict(first["config"])
+        devices = sorted({d["device"] for d in described})
+        hosts = len({d["host"] for d in described})
+        self.where = f"Ray: {workers} worker(s) on {hosts} host(s), each on {' or '.join(devices)}"
+        LOG.info("%s", self.where)
+
+    def _get(self, ref):
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:
+            cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
+            if isinstance(cause, HiclError):
+                raise HiclError(f"a Ray worker: {cause}") from None
+            raise HiclError(f"a Ray worker failed: {type(cause).__name__}: {str(cause).splitlines()[0]}") from None
+        except ray.exceptions.RayActorError as exc:
+            raise HiclError(f"a Ray worker died {RESTARTS + 1} times ({str(exc).splitlines()[0]}); what was written "
+                            "is kept: run the same command again to resume") from None
+
+    def encoded(self, items, texts, progress=None):
+        in_flight: deque = deque()
+        load = [0] * len(self.workers)
+        source = iter(items)
+        exhausted = False
+        while True:
+            while not exhausted and len(in_flight) < IN_FLIGHT * len(self.workers):
+                item = next(source, None)
+                if item is None:
+                    exhausted = True
+                    break
+                chosen = texts(item)
+                if not chosen:
+                    in_flight.append((item, None, None))
+                    continue
+                worker = min(range(len(self.workers)), key=load.__getitem__)
+                load[worker] += 1
+                in_flight.append((item, self.workers[worker].encode.remote(list(chosen)), worker))
+            if not in_flight:
+                return
+            item, ref, worker = in_flight.popleft()
+            if ref is None:
+                yield item, np.empty((0, self.dim), dtype=np.float32)
+                continue
+            vectors = self._get(ref)
+            load[worker] -= 1
+            if progress is not None:
+                progress.update(len(vectors))
+            yield item, vectors
+
+    def close(self) -> None:
+        for worker in self.workers:
+            ray.kill(worker)
+        self.workers = []
