@@ -8,6 +8,7 @@ in is recorded with its encoder settings, so queries are encoded the same way.
 
 from __future__ import annotations
 
+from ..core.bounds import OPTIONAL_COUNT, check
 from ..core.config import PRECISIONS
 from ..core.errors import HiclError
 
@@ -77,10 +78,25 @@ def torch_dtype(name: str):
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
-def batch_limits(device: str, max_tokens: int | None, max_posts: int | None) -> tuple[int, int | None]:
-    """(tokens, posts) per batch on `device`: the given limits, the device's defaults for None."""
+def batch_limits(device: str, max_tokens: int | None, max_posts: int | None, max_length: int
+                 ) -> tuple[int, int | None]:
+    """(tokens, posts) per batch on `device`: the given limits, the device's defaults for None.
+
+    The token budget must hold a post of the encoder's `max_length`, the longest there can be.
+    """
     tokens, posts = BATCH_LIMITS[device.partition(":")[0]]
-    return (tokens if max_tokens is None else max_tokens), (posts if max_posts is None else max_posts)
+    tokens, posts = (tokens if max_tokens is None else max_tokens), (posts if max_posts is None else max_posts)
+    check_batch_limits(tokens, posts, max_length)
+    return tokens, posts
+
+
+def check_batch_limits(max_tokens: int | None, max_posts: int | None, max_length: int) -> None:
+    """Refuse limits no batch can keep (run before loading a model: the defaults always pass)."""
+    check("--batch-size", max_posts, OPTIONAL_COUNT)
+    check("--max-tokens-per-batch", max_tokens, OPTIONAL_COUNT)
+    if max_tokens is not None and max_tokens < max_length:
+        raise HiclError(f"--max-tokens-per-batch must be at least the encoder's max_length {max_length} "
+                        f"(a post of that length must fit a batch), not {max_tokens}")
 
 
 def describe_device(device: str) -> str:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.bounds import OPTIONAL_COUNT, check
 from ..core.config import EncoderConfig, preset_names
 from ..core.errors import HiclError
 from ..core.text import normalize
@@ -200,13 +199,8 @@ class Encoder:
         )["input_ids"]
 
     def batch_limits(self, max_tokens: int | None = None, batch_size: int | None = None) -> tuple[int, int | None]:
-        """(tokens, posts) per batch: the given limits or the device's defaults; any post must fit."""
-        budget, posts = batch_limits(str(self.device), max_tokens, batch_size)
-        check("--batch-size", posts, OPTIONAL_COUNT)
-        if budget < self.config.max_length:
-            raise HiclError(f"--max-tokens-per-batch must be at least the encoder's max_length "
-                            f"{self.config.max_length} (a post of that length must fit a batch), not {budget}")
-        return budget, posts
+        """(tokens, posts) per batch: the given limits or the device's defaults (devices.py)."""
+        return batch_limits(str(self.device), max_tokens, batch_size, self.config.max_length)
 
     def encode(
         self,

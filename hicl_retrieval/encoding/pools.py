@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core.config import DeviceConfig, EncoderConfig, RayConfig
 from ..core.prefetch import ahead
-from .devices import check_index_dtype
+from .devices import check_batch_limits, check_index_dtype
 from .encoder import Encoder
 
 T = TypeVar("T")
@@ -48,7 +48,6 @@ class LocalEncoding:
         self.prefetch = encoder.device.type != "cpu" if prefetch is None else prefetch
         self.dim, self.config, self.revision = encoder.dim, encoder.config, encoder.revision
         self.model_bytes, self.where = encoder.model_bytes, encoder.device_name
-        encoder.batch_limits(running.max_tokens_per_batch, running.batch_size)  # a bad limit fails before any work
 
     def encoded(self, items, texts, progress=None):
         limits = {"batch_size": self.running.batch_size, "max_tokens": self.running.max_tokens_per_batch}
@@ -76,6 +75,7 @@ def open_encoding(
     the index at `index` (its recorded precision, another one refused); in Ray actors if `ray`."""
     if index is not None:
         check_index_dtype(config.dtype, running.dtype, index)
+    check_batch_limits(running.max_tokens_per_batch, running.batch_size, config.max_length)
     dtype = None if index is not None else running.dtype
     if ray is not None:
         from .ray_workers import RayEncoding  # Ray is an optional extra

@@ -43,7 +43,6 @@ class EncodeWorker:
         native.set_threads(threads)
         self.encoder = Encoder(EncoderConfig.from_dict(config), device=device, dtype=dtype)
         self.running = DeviceConfig(**running)
-        self.encoder.batch_limits(self.running.max_tokens_per_batch, self.running.batch_size)
 
     def describe(self) -> dict:
         encoder = self.encoder

@@ -12,7 +12,7 @@ from ..core.bounds import COUNT, K_FACTOR, check
 from ..core.config import DeviceConfig
 from ..core.errors import HiclError
 from ..core.text import strip_hashtags
-from ..encoding.devices import check_index_dtype
+from ..encoding.devices import check_batch_limits, check_index_dtype
 from ..encoding.encoder import Encoder
 from ..index.directory import IndexDir
 from ..index.faiss_index import exact_search, reranked
@@ -50,8 +50,8 @@ class Retriever:
         self.manifest: Manifest = self.directory.read_manifest()
         native.set_threads(threads)
         check_index_dtype(self.manifest.encoder.dtype, self.running.dtype, str(path))
+        check_batch_limits(self.running.max_tokens_per_batch, self.running.batch_size, self.manifest.encoder.max_length)
         self.encoder = encoder or Encoder(self.manifest.encoder, device=self.running.device)
-        self.encoder.batch_limits(self.running.max_tokens_per_batch, self.running.batch_size)
         if self.encoder.dim != self.manifest.dim:
             raise HiclError(
                 f"the encoder gives {self.encoder.dim}-dimensional vectors but {path} holds "
