@@ -24,9 +24,9 @@ from .index.filters import Condition, Filter
 if TYPE_CHECKING:
     from .encoding.encoder import Encoder
     from .workflows.build import BuildReport, build_index
-    from .workflows.search import Hit, Retriever, SearchResult
     from .workflows.compact import compact, reindex
     from .workflows.export import export_index
+    from .workflows.search import Hit, Retriever, SearchResult
     from .workflows.update import add_posts, delete_posts
     from .workflows.verify import VerifyReport, verify_index
 

@@ -31,8 +31,8 @@ import numpy as np
 from ..core.atomic import write_json
 from ..core.errors import HiclError
 from .checksums import block_digests, damaged_ranges
-from .manifest import BUILD_STATE, FORMAT_VERSION, MANIFEST, REJECTS, Manifest, Segment
 from .faiss_index import VectorIndex
+from .manifest import BUILD_STATE, FORMAT_VERSION, MANIFEST, REJECTS, Manifest, Segment
 from .segments import SegmentVectors, combined
 from .store import PostStore
 
