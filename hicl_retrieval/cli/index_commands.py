@@ -184,7 +184,8 @@ def _info(args: argparse.Namespace) -> None:
     print(f"posts       {manifest.count}")
     print(f"encoder     {enc.preset or '-'}: {enc.model} (revision {manifest.model_revision or 'unknown'})")
     print(f"            pooling {enc.pooling}, text normalisation {enc.text_normalization}, "
-          f"max {enc.max_length} tokens, {manifest.dim} dimensions")
+          f"max {enc.max_length} tokens, {manifest.dim} dimensions, encoded in {enc.dtype}"
+          + (" (int8 linear layers)" if enc.quantize == "int8" else ""))
     print(f"hashtags    {manifest.hashtag_rule} rule")
     print(f"faiss       {manifest.faiss_factory}, inner product on unit vectors, "
           f"re-rank k_factor {manifest.k_factor}")
@@ -197,7 +198,7 @@ def _info(args: argparse.Namespace) -> None:
     if stats:
         print(f"build       read {stats.get('read')}, indexed {stats.get('indexed')}, "
               f"rejected {sum(rejected.values())} {rejected or ''}, duplicate post ids {stats.get('duplicates')}, "
-              f"{stats.get('seconds')} s")
+              f"{stats.get('seconds')} s" + (f" on {stats['encoded_on']}" if stats.get("encoded_on") else ""))
     rows = usage(directory, manifest)
     shown = ", ".join(f"{row.name} ({row.posts} posts, {row.bytes / 1e6:.1f} MB)" for row in rows[:6])
     print(f"segments    {len(rows)}: {shown}" + (f", and {len(rows) - 6} more" if len(rows) > 6 else ""))

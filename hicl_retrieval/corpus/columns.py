@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..core.config import ReaderConfig
 from ..core.errors import HiclError
@@ -17,13 +18,22 @@ AUTHOR_NAMES = ("author", "screen_name", "username", "user_screen_name", "user_n
 TIME_NAMES = ("created_at", "timestamp", "date", "time", "datetime", "posted_at")
 
 
+@lru_cache(maxsize=4096)
 def _squash(name: str) -> str:
     return re.sub(r"[\s_\-]+", "", name).lower()
 
 
 def resolve_column(columns: Iterable[str], requested: str | None, candidates: tuple[str, ...]) -> str | None:
-    """The column to use: `requested` (exact, else ignoring case and spacing) or a known name."""
-    columns = list(columns)
+    """The column to use: `requested` (exact, else ignoring case and spacing) or a known name.
+
+    JSON lines resolve their keys once per line, and the lines of a dump mostly share their
+    keys: the answer is remembered per set of keys.
+    """
+    return _resolved(tuple(columns), requested, candidates)
+
+
+@lru_cache(maxsize=1024)
+def _resolved(columns: tuple[str, ...], requested: str | None, candidates: tuple[str, ...]) -> str | None:
     by_squash = {}
     for column in columns:
         by_squash.setdefault(_squash(column), column)
