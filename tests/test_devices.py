@@ -101,6 +101,10 @@ def test_prefetched_encoding_gives_the_same_chunks_in_order(tiny_encoder):
     assert [chunk for chunk, _ in ahead_of_time] == chunks
     for (_, want), (_, got) in zip(plain, ahead_of_time):
         np.testing.assert_array_equal(got, want)
+    stopped = LocalEncoding(tiny_encoder, DeviceConfig(), prefetch=True).encoded(iter(chunks * 50), list)
+    next(stopped)
+    stopped.close()  # as when writing a chunk fails
+    assert not [thread for thread in threading.enumerate() if thread.name == "prefetch"]
 
 
 def test_ahead_raises_the_producers_error_where_it_happened_and_stops_when_closed():

@@ -39,8 +39,10 @@ class Encoding(Protocol):
 class LocalEncoding:
     """Chunks encoded by an `Encoder` in this process.
 
-    With `prefetch` (default: on a GPU) the next chunk is read and tokenised in a thread while
-    the device encodes this one; on a CPU that thread would only take cores from the model.
+    With `prefetch` (default: on a GPU) three stages overlap: one thread reads and tokenises
+    the chunk after next, another runs the model on the next one (waiting on the GPU frees the
+    interpreter), and the caller writes this one. On a CPU the model uses every core, and the
+    threads would only take them from it.
     """
 
     def __init__(self, encoder: Encoder, running: DeviceConfig, *, prefetch: bool | None = None) -> None:
@@ -55,9 +57,14 @@ class LocalEncoding:
             for item in items:
                 yield item, self.encoder.encode(texts(item), progress=progress, **limits)
             return
-        tokenized = ((item, self.encoder.tokenize(texts(item))) for item in items)
-        for item, tokens in ahead(tokenized, depth=2):
-            yield item, self.encoder.encode(texts(item), tokens=tokens, progress=progress, **limits)
+        tokenized = ahead(((item, self.encoder.tokenize(texts(item))) for item in items), depth=2)
+        encoded = ahead((item, self.encoder.encode(texts(item), tokens=tokens, progress=progress, **limits))
+                        for item, tokens in tokenized)
+        try:
+            yield from encoded
+        finally:  # the caller stopped early (an error): stop both threads
+            encoded.close()
+            tokenized.close()
 
     def close(self) -> None:
         pass
