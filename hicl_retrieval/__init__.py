@@ -17,7 +17,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from .core.config import BuildConfig, EncoderConfig, ReaderConfig, resolve_encoder
+from .core.config import BuildConfig, DeviceConfig, EncoderConfig, RayConfig, ReaderConfig, resolve_encoder
 from .core.errors import HiclError
 from .index.filters import Condition, Filter
 
@@ -47,10 +47,9 @@ _LAZY = {
 }
 
 __all__ = [
-    "BuildConfig", "BuildReport", "Condition", "Filter", "Encoder", "EncoderConfig", "HiclError", "Hit", "ReaderConfig",
-    "Retriever", "SearchResult", "VerifyReport", "add_posts", "build_index", "compact", "delete_posts", "export_index",
-    "reindex",
-    "resolve_encoder", "verify_index",
+    "BuildConfig", "BuildReport", "Condition", "DeviceConfig", "Filter", "Encoder", "EncoderConfig", "HiclError", "Hit",
+    "RayConfig", "ReaderConfig", "Retriever", "SearchResult", "VerifyReport", "add_posts", "build_index", "compact",
+    "delete_posts", "export_index", "reindex", "resolve_encoder", "verify_index",
 ]
 
 

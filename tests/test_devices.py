@@ -15,12 +15,12 @@ from test_index import write_corpus
 
 from hicl_retrieval import BuildConfig, HiclError, Retriever, add_posts, build_index
 from hicl_retrieval.cli import main
-from hicl_retrieval.core.config import DeviceConfig
+from hicl_retrieval.core.config import DeviceConfig, RayConfig
 from hicl_retrieval.core.prefetch import ahead
 from hicl_retrieval.encoding.batches import token_batches
 from hicl_retrieval.encoding.devices import resolve_device, resolve_dtype
 from hicl_retrieval.encoding.encoder import Encoder
-from hicl_retrieval.encoding.pools import LocalEncoding
+from hicl_retrieval.encoding.pools import LocalEncoding, open_encoding
 from hicl_retrieval.index.manifest import MANIFEST
 
 TEXTS = [f"river flood {'word ' * (i % 17)}update {i} #topic{i % 3}" for i in range(90)]
@@ -194,3 +194,12 @@ def test_bfloat16_keeps_the_neighbours_of_float32_on_real_tweets(shared_data, mi
 
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top10(minilm_encoder), top10(half))])
     assert overlap >= 0.95, overlap
+
+
+def test_ray_missing_is_named_with_the_extra_to_install(tiny_encoder, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "hicl_retrieval.encoding.ray_workers", raising=False)
+    with pytest.raises(HiclError, match=r"--ray needs Ray .*pip install 'hicl-retrieval\[ray\]'"):
+        open_encoding(tiny_encoder.config, DeviceConfig(), RayConfig(address="local"))

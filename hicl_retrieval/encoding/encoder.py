@@ -172,6 +172,7 @@ class Encoder:
         hidden = outputs.last_hidden_state  # (batch, tokens, dim)
         if self.config.pooling == "cls":
             return hidden[:, 0]
+        hidden = hidden.float()  # the mean summed in float32 whatever the model computes in
         weights = mask.unsqueeze(-1).to(hidden.dtype)  # (batch, tokens, 1)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
 

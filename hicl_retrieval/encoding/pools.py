@@ -13,6 +13,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 
 from ..core.config import DeviceConfig, EncoderConfig, RayConfig
+from ..core.errors import HiclError
 from ..core.prefetch import ahead
 from .devices import check_batch_limits, check_index_dtype
 from .encoder import Encoder
@@ -85,7 +86,9 @@ def open_encoding(
     check_batch_limits(running.max_tokens_per_batch, running.batch_size, config.max_length)
     dtype = None if index is not None else running.dtype
     if ray is not None:
-        from .ray_workers import RayEncoding  # Ray is an optional extra
-
+        try:
+            from .ray_workers import RayEncoding
+        except ImportError as exc:
+            raise HiclError(f"--ray needs Ray ({exc}): pip install 'hicl-retrieval[ray]'") from None
         return RayEncoding(config, running, ray, dtype=dtype)
     return LocalEncoding(encoder or Encoder(config, device=running.device, dtype=dtype), running)

@@ -17,7 +17,6 @@ which resumes from its last written chunk when run again.
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from collections import deque
 
@@ -48,7 +47,7 @@ class EncodeWorker:
         encoder = self.encoder
         return {"dim": encoder.dim, "config": encoder.config.to_dict(), "revision": encoder.revision,
                 "model_bytes": encoder.model_bytes, "device": encoder.device_name,
-                "host": socket.gethostname(), "pid": os.getpid()}
+                "host": socket.gethostname()}
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return self.encoder.encode(texts, batch_size=self.running.batch_size,
@@ -116,8 +115,7 @@ class RayEncoding:
         self.workers = [actor.remote(config.to_dict(), device, dtype, threads, running_fields)
                         for _ in range(workers)]
         described = [self._get(ref) for ref in [worker.describe.remote() for worker in self.workers]]
-        settings_made = {str(sorted(d["config"].items())) for d in described}
-        if len(settings_made) > 1:
+        if len({str(sorted(d["config"].items())) for d in described}) > 1:
             precisions = sorted({d["config"]["dtype"] for d in described})
             raise HiclError(f"the Ray workers resolved the encoder differently (precisions {', '.join(precisions)}): "
                             "pass --dtype so that all of them encode alike")
