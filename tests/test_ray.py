@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from test_resume import index_contents, write_big_corpus
 
-from hicl_retrieval import BuildConfig, add_posts, build_index
-from hicl_retrieval.core.config import RayConfig, resolve_encoder
+from hicl_retrieval import BuildConfig, HiclError, add_posts, build_index
+from hicl_retrieval.core.config import DeviceConfig, RayConfig, resolve_encoder
 from hicl_retrieval.index.manifest import BUILD_STATE, MANIFEST
 
 pytestmark = pytest.mark.slow
@@ -41,6 +41,13 @@ def test_a_ray_build_and_add_equal_the_same_in_one_process(tmp_path, tiny_hashen
         report = build_index([first], tmp_path / "ray", dataclasses.replace(build, ray=settings))
         assert report.encoded_on.startswith("Ray: 2 worker(s) on 1 host(s)"), report.encoded_on
         added = add_posts(tmp_path / "ray", [more], ray=settings, chunk_size=64, progress=False)
+        with pytest.raises(HiclError, match="--device cuda: the Ray workers get no GPU"):
+            build_index([first], tmp_path / "gpu", dataclasses.replace(
+                build, ray=settings, encoding=DeviceConfig(device="cuda")))
+        with pytest.raises(HiclError, match="3 workers of 1 threads and 0 GPUs need 3 CPUs"):
+            build_index([first], tmp_path / "big", dataclasses.replace(
+                build, ray=dataclasses.replace(settings, workers=3)))
+        assert not (tmp_path / "gpu").exists() and not (tmp_path / "big").exists()  # refused before any work
     finally:
         ray.shutdown()
     build_index([first], tmp_path / "local", build)

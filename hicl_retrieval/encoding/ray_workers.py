@@ -84,6 +84,9 @@ def _plan(running: DeviceConfig, settings: RayConfig) -> tuple[int, float, int, 
         gpus_per_worker = 1 if gpus and running.device != "cpu" else 0
     if gpus_per_worker and running.device == "cpu":
         raise HiclError("--gpus-per-worker gives workers GPUs that --device cpu would not use; drop one")
+    if not gpus_per_worker and running.device not in ("auto", "cpu"):
+        raise HiclError(f"--device {running.device}: the Ray workers get no GPU (the cluster has {gpus:g}); "
+                        "use --device cpu or auto, or give them GPUs with --gpus-per-worker")
     threads = settings.threads or (2 if gpus_per_worker else 1)
     workers = settings.workers or (int(gpus // gpus_per_worker) if gpus_per_worker else int(cpus // threads))
     if workers < 1:
