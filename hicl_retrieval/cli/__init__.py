@@ -11,7 +11,7 @@ import os
 import sys
 
 from ..core.errors import HiclError
-from . import index_commands, learning_commands, search_commands
+from . import index_commands, learning_commands, search_commands, serve_command
 from .options import Parser
 
 
@@ -19,7 +19,7 @@ def parser() -> argparse.ArgumentParser:
     main = Parser(prog="hicl-retrieval", description=__doc__.splitlines()[0])
     main.add_argument("-v", "--verbose", action="store_true", help="log progress events")
     commands = main.add_subparsers(dest="command", required=True)
-    for group in (index_commands, search_commands, learning_commands):
+    for group in (index_commands, search_commands, learning_commands, serve_command):
         group.register(commands)
     return main
 

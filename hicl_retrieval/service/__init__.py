@@ -1,0 +1,1 @@
+"""The HTTP search service (``hicl-retrieval serve``): an interface beside the command line."""

@@ -1,0 +1,172 @@
+"""The search service: one `Retriever`, opened once, answering JSON over HTTP (FastAPI).
+
+The encoder loads when the service starts, not per request; requests are answered one at a
+time by the retriever (its DuckDB connection and the model are not shared between threads).
+Every bad request gets a 4xx JSON answer ``{"error": "..."}`` naming the problem; a bearer
+token, when set, is compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from ..core.config import DeviceConfig
+from ..core.errors import HiclError
+from ..core.times import parse_filter_time
+from ..index.filters import Condition, Filter
+from ..workflows.search import Retriever
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The limits and settings of a service."""
+
+    max_k: int = 1000
+    max_queries: int = 256
+    """Queries of one request at most."""
+    max_query_chars: int = 10_000
+    """Characters of one query at most (the encoder reads at most its max_length tokens of it)."""
+    max_body_bytes: int = 1 << 20
+    token: str | None = None
+    """A bearer token every request but /health must carry; None: no token."""
+
+
+class FilterCondition(BaseModel):
+    """One condition of a filter, exactly the library's `Condition`: ``{"field": "hashtag", "op": "has", "value": "#flood"}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    field: str
+    op: str
+    value: str | list[str]
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queries: str | list[str] = Field(description="one post, or a list of posts")
+    k: int = Field(10, description="hits per query")
+    filter: list[FilterCondition] = Field(default_factory=list, description="conditions combined with AND")
+    dedupe: bool = True
+    strip_hashtags: bool = False
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _condition(given: FilterCondition) -> Condition:
+    value: Any = given.value
+    if given.field == "created_at":
+        if not isinstance(value, str):
+            raise HiclError("a created_at filter needs one time, e.g. \"2024-05-01\"")
+        value = parse_filter_time(value)
+    return Condition(given.field, given.op, value)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        problems.append(f"{where or 'the body'}: {error.get('msg')}")
+    return "; ".join(dict.fromkeys(problems))
+
+
+def create_app(index: str | Path, *, running: DeviceConfig | None = None, config: ServiceConfig | None = None,
+               retriever: Retriever | None = None) -> FastAPI:
+    """The service of the index at `index` (its `Retriever` made here, or `retriever`)."""
+    config = config or ServiceConfig()
+    retriever = retriever or Retriever(index, running=running)
+    lock = threading.Lock()
+    app = FastAPI(title="hicl-retrieval", summary="top-k topically related posts of an index")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _validation_message(exc))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(HiclError)
+    async def refused(request: Request, exc: HiclError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > config.max_body_bytes):
+            return _error(413, f"the body is over {config.max_body_bytes} bytes")
+        if declared is None and request.method in ("POST", "PUT", "PATCH"):
+            if len(await request.body()) > config.max_body_bytes:
+                return _error(413, f"the body is over {config.max_body_bytes} bytes")
+        return await call_next(request)
+
+    def authorised(request: Request) -> None:
+        if config.token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {config.token}".encode()):
+            raise HTTPException(401, "a bearer token is required: send 'Authorization: Bearer TOKEN'")
+
+    guarded = [Depends(authorised)]
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "posts": retriever.manifest.count}
+
+    @app.get("/info", dependencies=guarded)
+    def info() -> dict:
+        manifest = retriever.manifest
+        encoder = manifest.encoder
+        return {
+            "index": str(retriever.directory.path), "posts": manifest.count, "format": manifest.format_version,
+            "encoder": {"model": encoder.model, "preset": encoder.preset, "pooling": encoder.pooling,
+                        "max_length": encoder.max_length, "dtype": encoder.dtype, "dim": manifest.dim},
+            "faiss": manifest.faiss_factory, "search_params": manifest.search_params,
+            "segments": len(manifest.segments), "deleted": manifest.deleted, "created_at": manifest.created_at,
+            "device": retriever.encoder.device_name, "limits": {"max_k": config.max_k,
+                                                                "max_queries": config.max_queries,
+                                                                "max_query_chars": config.max_query_chars},
+        }
+
+    @app.post("/search", dependencies=guarded)
+    def search(request: SearchRequest) -> dict:
+        queries = [request.queries] if isinstance(request.queries, str) else request.queries
+        if not queries:
+            raise HiclError("queries: give at least one post")
+        if len(queries) > config.max_queries:
+            raise HiclError(f"queries: at most {config.max_queries} a request, not {len(queries)}")
+        if not 1 <= request.k <= config.max_k:
+            raise HiclError(f"k must be between 1 and {config.max_k}, not {request.k}")
+        for number, query in enumerate(queries, 1):
+            if len(query) > config.max_query_chars:
+                raise HiclError(f"query {number} has {len(query)} characters; at most {config.max_query_chars}")
+        where = Filter(tuple(_condition(given) for given in request.filter))
+        with lock:
+            results = retriever.search(queries, k=request.k, dedupe=request.dedupe,
+                                       strip_query_hashtags=request.strip_hashtags, filter=where)
+        return {"results": [result.to_dict() for result in results]}
+
+    @app.get("/posts/{post_id}", dependencies=guarded)
+    def post(post_id: Annotated[str, "the post id the dump gave the post"]) -> dict:
+        with lock:
+            ids = retriever.store.ids_of_post_ids([post_id])
+            rows = retriever.store.fetch(ids.tolist())
+        if not rows:
+            raise HTTPException(404, f"no post has the post id {post_id!r}")
+        row = rows[min(rows)]
+        return {"id": row.id, "post_id": row.post_id, "text": row.text, "hashtags": list(row.hashtags),
+                "author": row.author, "created_at": row.created_at.isoformat() if row.created_at else None,
+                "retweet_of": row.retweet_of, "source": row.source, "line": row.line}
+
+    app.state.retriever = retriever
+    return app

@@ -1,0 +1,191 @@
+"""The search service on a real uvicorn server on loopback: every endpoint, bad requests, the token."""
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from test_index import write_corpus
+
+from hicl_retrieval import BuildConfig, Retriever, build_index
+from hicl_retrieval.cli import main
+
+uvicorn = pytest.importorskip("uvicorn", reason="install the [serve] extra: pip install 'hicl-retrieval[serve]'")
+from hicl_retrieval.service.app import ServiceConfig, create_app  # noqa: E402
+
+TOKEN = "s3cret-token"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """A uvicorn server of `app` in a thread, on a free loopback port."""
+
+    def __init__(self, app) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            assert time.time() < deadline, "the server did not start"
+            time.sleep(0.02)
+
+    def call(self, method: str, path: str, body=None, *, raw: bytes | None = None, token: str | None = TOKEN,
+             headers: dict | None = None) -> tuple[int, dict]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json", **(headers or {})})
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_encoder):
+    root = tmp_path_factory.mktemp("served")
+    write_corpus(root / "posts.jsonl")
+    build_index([root / "posts.jsonl"], root / "index", BuildConfig(encoder=tiny_encoder.config, progress=False),
+                encoder=tiny_encoder)
+    retriever = Retriever(root / "index", encoder=tiny_encoder)
+    server = Server(create_app(root / "index", retriever=retriever,
+                               config=ServiceConfig(max_k=50, max_body_bytes=4096, token=TOKEN)))
+    yield server, retriever
+    server.stop()
+    retriever.close()
+
+
+def test_search_answers_like_the_library(served):
+    server, retriever = served
+    status, answer = server.call("POST", "/search", {"queries": ["river flooding downtown", "vote counting"], "k": 3})
+    assert status == 200 and len(answer["results"]) == 2
+    expected = [result.to_dict() for result in retriever.search(["river flooding downtown", "vote counting"], k=3)]
+    assert answer["results"] == json.loads(json.dumps(expected))
+    status, one = server.call("POST", "/search", {"queries": "river flooding downtown", "k": 2, "dedupe": False})
+    assert status == 200 and len(one["results"]) == 1 and len(one["results"][0]["hits"]) == 2
+
+
+def test_filters_are_data_as_the_library_s_conditions(served):
+    server, _ = served
+    status, answer = server.call("POST", "/search", {"queries": "update", "k": 5, "filter": [
+        {"field": "hashtag", "op": "has", "value": "#topic2"},
+        {"field": "created_at", "op": ">=", "value": "2024-05-03"},
+        {"field": "author", "op": "not_in", "value": ["user1"]}]})
+    assert status == 200
+    hits = answer["results"][0]["hits"]
+    assert hits and all("#topic2" in hit["hashtags"] and hit["author"] != "user1" for hit in hits)
+    assert all(hit["created_at"] >= "2024-05-03" for hit in hits)
+
+
+def test_posts_info_health_and_the_openapi_page(served):
+    server, retriever = served
+    status, post = server.call("GET", "/posts/1002")
+    assert status == 200 and post["post_id"] == "1002" and "update number 2" in post["text"]
+    assert server.call("GET", "/posts/no-such-post")[0] == 404
+    status, info = server.call("GET", "/info")
+    assert status == 200 and info["posts"] == retriever.manifest.count and info["encoder"]["dtype"] == "float32"
+    assert server.call("GET", "/health", token=None) == (200, {"status": "ok", "posts": retriever.manifest.count})
+    status, spec = server.call("GET", "/openapi.json")
+    assert status == 200 and {"/search", "/posts/{post_id}", "/info", "/health"} <= set(spec["paths"])
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/docs", timeout=10) as page:
+        assert page.status == 200 and b"swagger" in page.read().lower()
+
+
+def test_the_token_is_required_and_checked(served):
+    server, _ = served
+    for token in (None, "wrong", TOKEN + "x"):
+        status, answer = server.call("POST", "/search", {"queries": "river"}, token=token)
+        assert status == 401 and "bearer token" in answer["error"]
+    assert server.call("GET", "/info", token=None)[0] == 401
+
+
+@pytest.mark.parametrize("body, status, message", [
+    (b"{not json", 422, "JSON"),
+    ({"queries": 5}, 422, "queries"),
+    ({"queries": "river", "k": "ten"}, 422, "k"),
+    ({"queries": "river", "k": 0}, 400, "k must be between 1 and 50, not 0"),
+    ({"queries": "river", "k": 51}, 400, "k must be between 1 and 50, not 51"),
+    ({"queries": "river", "filter": [{"field": "colour", "op": "is", "value": "red"}]}, 400, "unknown filter 'colour is'"),
+    ({"queries": "river", "filter": [{"field": "hashtag", "op": "near", "value": "#a"}]}, 400, "unknown filter"),
+    ({"queries": "river", "filter": [{"field": "created_at", "op": ">=", "value": "last tuesday"}]}, 400, "last tuesday"),
+    ({"queries": ""}, 400, "the query is empty"),
+    ({"queries": []}, 400, "give at least one post"),
+    ({"queries": "river", "colour": "red"}, 422, "colour"),
+    ({"queries": "x" * 100_000}, 413, "over 4096 bytes"),
+    ({"queries": ["river"] * 300}, 400, "queries: at most 256 a request, not 300"),
+], ids=["malformed", "queries-type", "k-type", "k0", "k-over", "field", "op", "time", "empty", "none", "extra",
+        "huge-query", "many"])
+def test_bad_requests_get_a_4xx_json_error_naming_the_problem(served, body, status, message):
+    server, _ = served
+    raw = body if isinstance(body, bytes) else None
+    got, answer = server.call("POST", "/search", None if raw else body, raw=raw)
+    assert got == status and message in answer["error"], answer
+
+
+def test_a_long_query_under_the_body_limit_is_refused_by_its_length(tmp_path, tiny_encoder, served):
+    _, retriever = served
+    server = Server(create_app(retriever.directory.path, retriever=retriever,
+                               config=ServiceConfig(max_query_chars=1000)))
+    try:
+        status, answer = server.call("POST", "/search", {"queries": "flood " * 1000}, token=None)
+        assert status == 400 and "query 1 has 6000 characters; at most 1000" in answer["error"]
+        assert server.call("POST", "/search", {"queries": "flood " * 100}, token=None)[0] == 200
+    finally:
+        server.stop()
+
+
+def test_serve_refuses_bad_settings_in_one_line(tmp_path, capsys):
+    (tmp_path / "empty-token").write_text("\n")
+    for args, message in ((["--port", "70000"], "--port must be between 1 and 65535"),
+                          (["--token-file", str(tmp_path / "empty-token")], "is empty"),
+                          (["--token-file", str(tmp_path / "missing")], "cannot be read")):
+        assert main(["serve", str(tmp_path / "index"), *args]) == 1
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and message in error, error
+
+
+def test_the_serve_command_answers_over_http_until_stopped(served, tmp_path):
+    import subprocess
+    import sys
+
+    _, retriever = served
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "hicl_retrieval.cli", "serve", str(retriever.directory.path),
+                                "--port", str(port), "--token-file", str(tmp_path / "token"), "--threads", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while True:
+            assert process.poll() is None, process.stderr.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                    assert json.loads(answer.read())["status"] == "ok"
+                break
+            except OSError:
+                assert time.time() < deadline, "serve did not start"
+                time.sleep(0.2)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/search", method="POST",
+                                         data=json.dumps({"queries": "river flooding", "k": 2}).encode(),
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert len(json.loads(answer.read())["results"][0]["hits"]) == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
