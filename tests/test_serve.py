@@ -189,3 +189,42 @@ def test_the_serve_command_answers_over_http_until_stopped(served, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_service_follows_adds_deletes_and_compactions_of_another_process(tmp_path, tiny_encoder,
+                                                                            tiny_hashencoder):
+    import subprocess
+    import sys
+
+    write_corpus(tmp_path / "posts.jsonl")
+    build_index([tmp_path / "posts.jsonl"], tmp_path / "index", BuildConfig(encoder=tiny_encoder.config,
+                                                                             progress=False), encoder=tiny_encoder)
+    (tmp_path / "more.jsonl").write_text("".join(
+        json.dumps({"id": f"new{i}", "text": f"volcano eruption ash cloud number {i} #volcano"}) + "\n"
+        for i in range(5)), encoding="utf-8")
+    server = Server(create_app(tmp_path / "index", retriever=Retriever(tmp_path / "index", encoder=tiny_encoder)))
+
+    def cli(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "hicl_retrieval.cli", *args], check=True, capture_output=True)
+
+    def volcano_hits() -> list[str]:
+        status, answer = server.call("POST", "/search", {"queries": "volcano eruption ash cloud", "k": 5, "filter": [
+            {"field": "hashtag", "op": "has", "value": "#volcano"}], "dedupe": False}, token=None)
+        assert status == 200, answer
+        return sorted(hit["post_id"] for hit in answer["results"][0]["hits"])
+
+    try:
+        before = server.call("GET", "/info", token=None)[1]["posts"]
+        assert volcano_hits() == []
+        cli("add", str(tmp_path / "index"), str(tmp_path / "more.jsonl"), "--quiet", "--threads", "1")
+        assert server.call("GET", "/info", token=None)[1]["posts"] == before + 5
+        assert volcano_hits() == [f"new{i}" for i in range(5)]
+        cli("delete", str(tmp_path / "index"), "--post-id", "new0", "--post-id", "new1")
+        assert volcano_hits() == ["new2", "new3", "new4"]
+        assert server.call("GET", "/posts/new0", token=None)[0] == 404
+        cli("compact", str(tmp_path / "index"))
+        assert volcano_hits() == ["new2", "new3", "new4"]
+        info = server.call("GET", "/info", token=None)[1]
+        assert (info["posts"], info["segments"], info["deleted"]) == (before + 3, 1, 0)
+    finally:
+        server.stop()

@@ -2,6 +2,9 @@
 
 The encoder loads when the service starts, not per request; requests are answered one at a
 time by the retriever (its DuckDB connection and the model are not shared between threads).
+The service follows its index: when the manifest has been switched (by an ``add``, ``delete``,
+``compact`` or ``reindex`` of any process), the next request opens the new index, with the same
+encoder, and the old one is closed; a request always answers from one whole index.
 Every bad request gets a 4xx JSON answer ``{"error": "..."}`` naming the problem; a bearer
 token, when set, is compared in constant time.
 """
@@ -9,7 +12,10 @@ token, when set, is compared in constant time.
 from __future__ import annotations
 
 import hmac
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +30,7 @@ from ..core.config import DeviceConfig
 from ..core.errors import HiclError
 from ..core.times import parse_filter_time
 from ..index.filters import Condition, Filter
+from ..index.manifest import MANIFEST
 from ..workflows.search import Retriever
 
 
@@ -80,12 +87,41 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(dict.fromkeys(problems))
 
 
+class LiveIndex:
+    """The retriever of the index as its manifest now names it, reopened when the manifest changes."""
+
+    def __init__(self, retriever: Retriever, running: DeviceConfig | None) -> None:
+        self.retriever, self.running = retriever, running
+        self.lock = threading.Lock()
+        self.seen = self._manifest_stamp()
+
+    def _manifest_stamp(self) -> tuple[int, int, int] | None:
+        """What tells one manifest from the next (a switch renames a new file into place); None
+        when it cannot be read, and the open index keeps answering from the files it holds."""
+        try:
+            stat = os.stat(self.retriever.directory.file(MANIFEST))
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    @contextmanager
+    def current(self) -> Iterator[Retriever]:
+        """The retriever of the index's current manifest, held for one request."""
+        with self.lock:
+            stamp = self._manifest_stamp()
+            if stamp is not None and stamp != self.seen:
+                old = self.retriever
+                self.retriever = Retriever(old.directory.path, encoder=old.encoder, running=self.running)
+                self.seen = stamp
+                old.close()
+            yield self.retriever
+
+
 def create_app(index: str | Path, *, running: DeviceConfig | None = None, config: ServiceConfig | None = None,
                retriever: Retriever | None = None) -> FastAPI:
     """The service of the index at `index` (its `Retriever` made here, or `retriever`)."""
     config = config or ServiceConfig()
-    retriever = retriever or Retriever(index, running=running)
-    lock = threading.Lock()
+    live = LiveIndex(retriever or Retriever(index, running=running), running)
     app = FastAPI(title="hicl-retrieval", summary="top-k topically related posts of an index")
 
     @app.exception_handler(RequestValidationError)
@@ -121,22 +157,13 @@ def create_app(index: str | Path, *, running: DeviceConfig | None = None, config
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "posts": retriever.manifest.count}
+        with live.current() as retriever:
+            return {"status": "ok", "posts": retriever.manifest.count}
 
     @app.get("/info", dependencies=guarded)
     def info() -> dict:
-        manifest = retriever.manifest
-        encoder = manifest.encoder
-        return {
-            "index": str(retriever.directory.path), "posts": manifest.count, "format": manifest.format_version,
-            "encoder": {"model": encoder.model, "preset": encoder.preset, "pooling": encoder.pooling,
-                        "max_length": encoder.max_length, "dtype": encoder.dtype, "dim": manifest.dim},
-            "faiss": manifest.faiss_factory, "search_params": manifest.search_params,
-            "segments": len(manifest.segments), "deleted": manifest.deleted, "created_at": manifest.created_at,
-            "device": retriever.encoder.device_name, "limits": {"max_k": config.max_k,
-                                                                "max_queries": config.max_queries,
-                                                                "max_query_chars": config.max_query_chars},
-        }
+        with live.current() as retriever:
+            return _info(retriever, config)
 
     @app.post("/search", dependencies=guarded)
     def search(request: SearchRequest) -> dict:
@@ -151,14 +178,14 @@ def create_app(index: str | Path, *, running: DeviceConfig | None = None, config
             if len(query) > config.max_query_chars:
                 raise HiclError(f"query {number} has {len(query)} characters; at most {config.max_query_chars}")
         where = Filter(tuple(_condition(given) for given in request.filter))
-        with lock:
+        with live.current() as retriever:
             results = retriever.search(queries, k=request.k, dedupe=request.dedupe,
                                        strip_query_hashtags=request.strip_hashtags, filter=where)
         return {"results": [result.to_dict() for result in results]}
 
     @app.get("/posts/{post_id}", dependencies=guarded)
     def post(post_id: Annotated[str, "the post id the dump gave the post"]) -> dict:
-        with lock:
+        with live.current() as retriever:
             ids = retriever.store.ids_of_post_ids([post_id])
             rows = retriever.store.fetch(ids.tolist())
         if not rows:
@@ -168,5 +195,19 @@ def create_app(index: str | Path, *, running: DeviceConfig | None = None, config
                 "author": row.author, "created_at": row.created_at.isoformat() if row.created_at else None,
                 "retweet_of": row.retweet_of, "source": row.source, "line": row.line}
 
-    app.state.retriever = retriever
+    app.state.live = live
     return app
+
+
+def _info(retriever: Retriever, config: ServiceConfig) -> dict:
+    manifest = retriever.manifest
+    encoder = manifest.encoder
+    return {
+        "index": str(retriever.directory.path), "posts": manifest.count, "format": manifest.format_version,
+        "encoder": {"model": encoder.model, "preset": encoder.preset, "pooling": encoder.pooling,
+                    "max_length": encoder.max_length, "dtype": encoder.dtype, "dim": manifest.dim},
+        "faiss": manifest.faiss_factory, "search_params": manifest.search_params,
+        "segments": len(manifest.segments), "deleted": manifest.deleted, "created_at": manifest.created_at,
+        "device": retriever.encoder.device_name,
+        "limits": {"max_k": config.max_k, "max_queries": config.max_queries, "max_query_chars": config.max_query_chars},
+    }
