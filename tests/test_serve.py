@@ -7,6 +7,7 @@ import time
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 from test_index import write_corpus
 
@@ -228,3 +229,29 @@ def test_the_service_follows_adds_deletes_and_compactions_of_another_process(tmp
         assert (info["posts"], info["segments"], info["deleted"]) == (before + 3, 1, 0)
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("max_batch", [64, 1], ids=["batched", "one-by-one"])
+def test_concurrent_searches_are_encoded_together_and_each_gets_its_own_answer(served, max_batch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, retriever = served
+    app = create_app(retriever.directory.path, retriever=retriever,
+                     config=ServiceConfig(max_batch=max_batch, max_wait_ms=200))
+    server = Server(app)
+    queries = [f"river flooding update number {i}" for i in range(16)]
+    try:
+        expected = {q: json.loads(json.dumps(retriever.search(q, k=3 + i % 2)[0].to_dict()))
+                    for i, q in enumerate(queries)}
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda i: server.call("POST", "/search", {"queries": queries[i], "k": 3 + i % 2},
+                                                          token=None), range(16)))
+    finally:
+        server.stop()
+    assert all(status == 200 for status, _ in answers)
+    for (_, answer), query in zip(answers, queries):  # a batch pads queries together: scores agree to rounding
+        got, want = answer["results"][0], expected[query]
+        assert got["query"] == query and {h["post_id"] for h in got["hits"]} == {h["post_id"] for h in want["hits"]}
+        np.testing.assert_allclose([h["score"] for h in got["hits"]], [h["score"] for h in want["hits"]], atol=1e-4)
+    batches = app.state.batcher.batches
+    assert batches == 16 if max_batch == 1 else batches < 8, batches

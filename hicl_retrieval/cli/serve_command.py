@@ -17,6 +17,10 @@ def register(commands) -> None:
     serve.add_argument("--token-file", help="file holding a bearer token every request but /health must carry")
     serve.add_argument("--max-k", type=int, default=1000, help="largest k a search may ask (default: 1000)")
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (default: 1 MiB)")
+    serve.add_argument("--max-batch", type=int, default=64,
+                       help="queries of concurrent searches encoded together at most; 1: no batching (default: 64)")
+    serve.add_argument("--max-wait-ms", type=float, default=2.0,
+                       help="how long a search waits for others to batch with (default: 2 ms)")
     options.add_threads(serve)
     options.add_device(serve)
     serve.set_defaults(run=_serve)
@@ -40,6 +44,8 @@ def _serve(args: argparse.Namespace) -> None:
     check("--port", args.port, Bounds(low=1, high=65535, integer=True))
     check("--max-k", args.max_k, COUNT)
     check("--max-body-bytes", args.max_body_bytes, COUNT)
+    check("--max-batch", args.max_batch, COUNT)
+    check("--max-wait-ms", args.max_wait_ms, Bounds(low=0, high=1000))
     try:
         import uvicorn
 
@@ -49,7 +55,8 @@ def _serve(args: argparse.Namespace) -> None:
     from ..core import native
 
     native.set_threads(args.threads)
-    config = ServiceConfig(max_k=args.max_k, max_body_bytes=args.max_body_bytes, token=_token(args.token_file))
+    config = ServiceConfig(max_k=args.max_k, max_body_bytes=args.max_body_bytes, token=_token(args.token_file),
+                           max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     app = create_app(args.index, running=options.device_of(args), config=config)
     print(f"serving {args.index} at http://{args.host}:{args.port} (OpenAPI at /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

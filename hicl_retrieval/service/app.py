@@ -1,7 +1,8 @@
 """The search service: one `Retriever`, opened once, answering JSON over HTTP (FastAPI).
 
-The encoder loads when the service starts, not per request; requests are answered one at a
-time by the retriever (its DuckDB connection and the model are not shared between threads).
+The encoder loads when the service starts, not per request. Searches go through one thread
+that encodes those arriving together as one batch (batching.py); the retriever is used by one
+request at a time (its DuckDB connection and the model are not shared between threads).
 The service follows its index: when the manifest has been switched (by an ``add``, ``delete``,
 ``compact`` or ``reindex`` of any process), the next request opens the new index, with the same
 encoder, and the old one is closed; a request always answers from one whole index.
@@ -15,7 +16,7 @@ import hmac
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,6 +33,7 @@ from ..core.times import parse_filter_time
 from ..index.filters import Condition, Filter
 from ..index.manifest import MANIFEST
 from ..workflows.search import Retriever
+from .batching import Busy, MicroBatcher, Search
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,12 @@ class ServiceConfig:
     max_body_bytes: int = 1 << 20
     token: str | None = None
     """A bearer token every request but /health must carry; None: no token."""
+    max_batch: int = 64
+    """Queries encoded together at most (batching.py); 1: every request alone."""
+    max_wait_ms: float = 2.0
+    """How long the first search of a batch waits for others."""
+    max_pending: int = 1024
+    """Searches waiting at most; past it a search is answered 503."""
 
 
 class FilterCondition(BaseModel):
@@ -122,7 +130,15 @@ def create_app(index: str | Path, *, running: DeviceConfig | None = None, config
     """The service of the index at `index` (its `Retriever` made here, or `retriever`)."""
     config = config or ServiceConfig()
     live = LiveIndex(retriever or Retriever(index, running=running), running)
-    app = FastAPI(title="hicl-retrieval", summary="top-k topically related posts of an index")
+    batcher = MicroBatcher(live, max_batch=config.max_batch, max_wait=config.max_wait_ms / 1000,
+                           max_pending=config.max_pending)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        batcher.close()
+
+    app = FastAPI(title="hicl-retrieval", summary="top-k topically related posts of an index", lifespan=lifespan)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -134,7 +150,7 @@ def create_app(index: str | Path, *, running: DeviceConfig | None = None, config
 
     @app.exception_handler(HiclError)
     async def refused(request: Request, exc: HiclError) -> JSONResponse:
-        return _error(400, str(exc))
+        return _error(503 if isinstance(exc, Busy) else 400, str(exc))
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
@@ -178,9 +194,7 @@ def create_app(index: str | Path, *, running: DeviceConfig | None = None, config
             if len(query) > config.max_query_chars:
                 raise HiclError(f"query {number} has {len(query)} characters; at most {config.max_query_chars}")
         where = Filter(tuple(_condition(given) for given in request.filter))
-        with live.current() as retriever:
-            results = retriever.search(queries, k=request.k, dedupe=request.dedupe,
-                                       strip_query_hashtags=request.strip_hashtags, filter=where)
+        results = batcher.search(Search(queries, request.k, request.dedupe, request.strip_hashtags, where))
         return {"results": [result.to_dict() for result in results]}
 
     @app.get("/posts/{post_id}", dependencies=guarded)
@@ -195,7 +209,7 @@ def create_app(index: str | Path, *, running: DeviceConfig | None = None, config
                 "author": row.author, "created_at": row.created_at.isoformat() if row.created_at else None,
                 "retweet_of": row.retweet_of, "source": row.source, "line": row.line}
 
-    app.state.live = live
+    app.state.live, app.state.batcher = live, batcher
     return app
 
 

@@ -145,17 +145,24 @@ class Retriever:
         if isinstance(queries, str):
             queries = [queries]
         check("k", k, COUNT)
+        vectors = self.encode_queries(self.query_texts(queries, strip_query_hashtags))
+        hits = self.search_vectors(vectors, k, queries=queries, dedupe=dedupe, filter=filter)
+        return [SearchResult(query=q, hits=h) for q, h in zip(queries, hits)]
+
+    def query_texts(self, queries: Sequence[str], strip_query_hashtags: bool = False) -> list[str]:
+        """The texts to encode for `queries` (checked not empty), hashtags stripped if asked."""
         for number, query in enumerate(queries, 1):
             if not isinstance(query, str) or not query.strip():
                 where = f" (query {number} of {len(queries)})" if len(queries) > 1 else ""
                 raise HiclError(f"the query is empty{where}; give the text of a post, or leave it out")
         # A query of only hashtags keeps them: stripped, it would be an empty text near every post.
         rule = self.manifest.hashtag_rule
-        texts = [(strip_hashtags(q, rule) or q) if strip_query_hashtags else q for q in queries]
-        vectors = self.encoder.encode(texts, batch_size=self.running.batch_size,
-                                      max_tokens=self.running.max_tokens_per_batch)
-        hits = self.search_vectors(vectors, k, queries=queries, dedupe=dedupe, filter=filter)
-        return [SearchResult(query=q, hits=h) for q, h in zip(queries, hits)]
+        return [(strip_hashtags(q, rule) or q) if strip_query_hashtags else q for q in queries]
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Query vectors, encoded as the index's posts were."""
+        return self.encoder.encode(texts, batch_size=self.running.batch_size,
+                                   max_tokens=self.running.max_tokens_per_batch)
 
     def search_vectors(
         self,
