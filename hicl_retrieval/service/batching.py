@@ -41,6 +41,8 @@ class Search:
 
 
 class MicroBatcher:
+    """The one thread that encodes and searches what requests hand it (see the module's docstring)."""
+
     def __init__(self, live, *, max_batch: int = 64, max_wait: float = 0.002, max_pending: int = 1024) -> None:
         self.live, self.max_batch, self.max_wait = live, max_batch, max_wait
         self.waiting: queue.Queue[Search | None] = queue.Queue(maxsize=max_pending)
@@ -53,7 +55,10 @@ class MicroBatcher:
             self.waiting.put(request, timeout=timeout)
         except queue.Full:
             raise Busy(f"the service has {self.waiting.maxsize} searches waiting; try again") from None
-        return request.answer.result(timeout=timeout)
+        try:
+            return request.answer.result(timeout=timeout)
+        except TimeoutError:
+            raise Busy(f"the search did not finish within {timeout:g} s; try again") from None
 
     def close(self) -> None:
         self.waiting.put(None)
