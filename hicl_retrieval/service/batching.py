@@ -15,6 +15,7 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as Unfinished
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,7 +58,7 @@ class MicroBatcher:
             raise Busy(f"the service has {self.waiting.maxsize} searches waiting; try again") from None
         try:
             return request.answer.result(timeout=timeout)
-        except TimeoutError:
+        except Unfinished:  # the builtin TimeoutError from Python 3.11 on
             raise Busy(f"the search did not finish within {timeout:g} s; try again") from None
 
     def close(self) -> None:
