@@ -255,3 +255,36 @@ def test_concurrent_searches_are_encoded_together_and_each_gets_its_own_answer(s
         np.testing.assert_allclose([h["score"] for h in got["hits"]], [h["score"] for h in want["hits"]], atol=1e-4)
     batches = app.state.batcher.batches
     assert batches == 16 if max_batch == 1 else batches < 8, batches
+
+
+def test_writable_add_and_delete_change_the_index_and_a_read_only_service_refuses(tmp_path, tiny_encoder, served):
+    server, _ = served
+    for path, body in (("/add", {"posts": [{"id": "x", "text": "a post"}]}), ("/delete", {"post_ids": ["1001"]})):
+        status, answer = server.call("POST", path, body)
+        assert status == 403 and "--writable" in answer["error"]
+
+    write_corpus(tmp_path / "posts.jsonl")
+    build_index([tmp_path / "posts.jsonl"], tmp_path / "index", BuildConfig(encoder=tiny_encoder.config,
+                                                                             progress=False), encoder=tiny_encoder)
+    writable = Server(create_app(tmp_path / "index", retriever=Retriever(tmp_path / "index", encoder=tiny_encoder),
+                                 config=ServiceConfig(writable=True)))
+    try:
+        posts = [{"id": f"lava{i}", "text": f"lava flows toward the village road {i} #lava", "author": "obs"}
+                 for i in range(3)] + [{"id": "1001", "text": "a post id the index has"}, {"text": ""}]
+        status, report = writable.call("POST", "/add", {"posts": posts}, token=None)
+        assert status == 200 and (report["added"], report["known"], report["read"]) == (3, 1, 5), report
+        assert report["rejected"] == {"empty_text": 1}
+        status, answer = writable.call("POST", "/search", {"queries": "lava flows", "k": 3, "dedupe": False,
+                                                           "filter": [{"field": "hashtag", "op": "has",
+                                                                       "value": "lava"}]}, token=None)
+        assert sorted(hit["post_id"] for hit in answer["results"][0]["hits"]) == ["lava0", "lava1", "lava2"]
+        assert writable.call("POST", "/delete", {"post_ids": ["lava0"], "filter": [
+            {"field": "author", "op": "in", "value": ["nobody"]}]}, token=None) == (200, {"deleted": 1})
+        assert writable.call("GET", "/posts/lava0", token=None)[0] == 404
+        assert writable.call("GET", "/posts/lava1", token=None)[0] == 200
+        assert writable.call("POST", "/add", {"posts": []}, token=None)[0] == 400
+        assert writable.call("POST", "/add", {"posts": "lava"}, token=None)[0] == 422
+        status, answer = writable.call("POST", "/delete", {}, token=None)
+        assert status == 400 and "say which posts to delete" in answer["error"]
+    finally:
+        writable.stop()

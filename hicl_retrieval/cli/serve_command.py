@@ -15,6 +15,8 @@ def register(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     serve.add_argument("--token-file", help="file holding a bearer token every request but /health must carry")
+    serve.add_argument("--writable", action="store_true",
+                       help="let POST /add and POST /delete change the index (else they answer 403)")
     serve.add_argument("--max-k", type=int, default=1000, help="largest k a search may ask (default: 1000)")
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (default: 1 MiB)")
     serve.add_argument("--max-batch", type=int, default=64,
@@ -56,7 +58,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     native.set_threads(args.threads)
     config = ServiceConfig(max_k=args.max_k, max_body_bytes=args.max_body_bytes, token=_token(args.token_file),
-                           max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+                           max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, writable=args.writable)
     app = create_app(args.index, running=options.device_of(args), config=config)
     print(f"serving {args.index} at http://{args.host}:{args.port} (OpenAPI at /docs)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -13,8 +13,11 @@ token, when set, is compared in constant time.
 from __future__ import annotations
 
 import hmac
+import json
 import os
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -27,12 +30,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from ..core.config import DeviceConfig
+from ..core.config import DeviceConfig, ReaderConfig
 from ..core.errors import HiclError
 from ..core.times import parse_filter_time
 from ..index.filters import Condition, Filter
 from ..index.manifest import MANIFEST
 from ..workflows.search import Retriever
+from ..workflows.update import add_posts, delete_posts
 from .batching import Busy, MicroBatcher, Search
 
 
@@ -54,6 +58,8 @@ class ServiceConfig:
     """How long the first search of a batch waits for others."""
     max_pending: int = 1024
     """Searches waiting at most; past it a search is answered 503."""
+    writable: bool = False
+    """Whether POST /add and POST /delete change the index (else they answer 403)."""
 
 
 class FilterCondition(BaseModel):
@@ -63,6 +69,18 @@ class FilterCondition(BaseModel):
     field: str
     op: str
     value: str | list[str]
+
+
+class AddRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    posts: list[dict[str, Any]] = Field(description="posts as JSON objects with the JSON-lines reader's fields "
+                                                    "(text, id, author, created_at, ...)")
+
+
+class DeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    post_ids: list[str] = Field(default_factory=list)
+    filter: list[FilterCondition] = Field(default_factory=list, description="posts meeting all of these")
 
 
 class SearchRequest(BaseModel):
@@ -197,6 +215,30 @@ def create_app(index: str | Path, *, running: DeviceConfig | None = None, config
         results = batcher.search(Search(queries, request.k, request.dedupe, request.strip_hashtags, where))
         return {"results": [result.to_dict() for result in results]}
 
+    def writable() -> None:
+        if not config.writable:
+            raise HTTPException(403, "the service is read-only: start it with --writable to add and delete posts")
+
+    changing = [*guarded, Depends(writable)]
+
+    @app.post("/add", dependencies=changing)
+    def add(request: AddRequest) -> dict:
+        if not request.posts:
+            raise HiclError("posts: give at least one post")
+        index, encoder = live.retriever.directory.path, live.retriever.encoder  # the encoder never changes
+        with tempfile.TemporaryDirectory(prefix="hicl-serve-") as folder:
+            posts = Path(folder) / f"http-add-{time.time_ns()}.jsonl"
+            posts.write_text("".join(json.dumps(post, ensure_ascii=False) + "\n" for post in request.posts),
+                             encoding="utf-8")
+            report = add_posts(index, [posts], reader=ReaderConfig(format="jsonl"), encoder=encoder, progress=False)
+        return {"read": report.read, "added": report.added, "known": report.known,
+                "rejected": dict(report.rejected), "warnings": report.warnings}
+
+    @app.post("/delete", dependencies=changing)
+    def delete(request: DeleteRequest) -> dict:
+        where = Filter(tuple(_condition(given) for given in request.filter))
+        return {"deleted": delete_posts(live.retriever.directory.path, post_ids=request.post_ids, filter=where)}
+
     @app.get("/posts/{post_id}", dependencies=guarded)
     def post(post_id: Annotated[str, "the post id the dump gave the post"]) -> dict:
         with live.current() as retriever:
@@ -222,6 +264,6 @@ def _info(retriever: Retriever, config: ServiceConfig) -> dict:
                     "max_length": encoder.max_length, "dtype": encoder.dtype, "dim": manifest.dim},
         "faiss": manifest.faiss_factory, "search_params": manifest.search_params,
         "segments": len(manifest.segments), "deleted": manifest.deleted, "created_at": manifest.created_at,
-        "device": retriever.encoder.device_name,
+        "device": retriever.encoder.device_name, "writable": config.writable,
         "limits": {"max_k": config.max_k, "max_queries": config.max_queries, "max_query_chars": config.max_query_chars},
     }
