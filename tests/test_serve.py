@@ -100,7 +100,8 @@ def test_posts_info_health_and_the_openapi_page(served):
     assert server.call("GET", "/posts/no-such-post")[0] == 404
     status, info = server.call("GET", "/info")
     assert status == 200 and info["posts"] == retriever.manifest.count and info["encoder"]["dtype"] == "float32"
-    assert server.call("GET", "/health", token=None) == (200, {"status": "ok", "posts": retriever.manifest.count})
+    assert server.call("GET", "/health", token=None) == (200, {"status": "ok", "posts": retriever.manifest.count,
+                                                           "token_required": True})
     status, spec = server.call("GET", "/openapi.json")
     assert status == 200 and {"/search", "/posts/{post_id}", "/info", "/health"} <= set(spec["paths"])
     with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/docs", timeout=10) as page:

@@ -13,6 +13,7 @@ token, when set, is compared in constant time.
 from __future__ import annotations
 
 import hmac
+import importlib.resources
 import json
 import os
 import tempfile
@@ -21,12 +22,13 @@ import time
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
@@ -192,7 +194,12 @@ def create_app(index: str | Path, *, running: DeviceConfig | None = None, config
     @app.get("/health")
     def health() -> dict:
         with live.current() as retriever:
-            return {"status": "ok", "posts": retriever.manifest.count}
+            return {"status": "ok", "posts": retriever.manifest.count, "token_required": config.token is not None}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        """The search page; it holds no data, so it needs no token (its calls to /search do)."""
+        return HTMLResponse(_page())
 
     @app.get("/info", dependencies=guarded)
     def info() -> dict:
@@ -253,6 +260,11 @@ def create_app(index: str | Path, *, running: DeviceConfig | None = None, config
 
     app.state.live, app.state.batcher = live, batcher
     return app
+
+
+@lru_cache(maxsize=1)
+def _page() -> str:
+    return importlib.resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
 
 
 def _info(retriever: Retriever, config: ServiceConfig) -> dict:
