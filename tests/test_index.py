@@ -191,3 +191,21 @@ def test_other_faiss_factories_and_bad_ones(tiny_encoder, tmp_path):
     with pytest.raises(HiclError, match="FAISS cannot build"):
         build_index([corpus], tmp_path / "bad", bad, encoder=tiny_encoder)
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("rule", ["twitter", "hicl"])
+def test_hits_carry_the_hashtags_the_store_holds(tmp_path, tiny_encoder, rule):
+    """Searches extract a hit's hashtags from its text instead of reading them: the same lists."""
+    texts = ["plain #Flood and #flood again", "＃全角 tag, #café_2024 #x̱y", "no tags at all", "a&#39;b #1st #_",
+             "#end.", "mid#word #a-b #Über", "RT @u: #RT_tag https://t.co/x#frag", "#️⃣ #e\u0301cole"]
+    (tmp_path / "posts.jsonl").write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n"
+                                                  for i, t in enumerate(texts)), encoding="utf-8")
+    build_index([tmp_path / "posts.jsonl"], tmp_path / "index",
+                BuildConfig(encoder=tiny_encoder.config, progress=False, hashtag_rule=rule), encoder=tiny_encoder)
+    with Retriever(tmp_path / "index", encoder=tiny_encoder) as retriever:
+        ids = list(range(len(texts)))
+        stored = retriever.store.fetch(ids)
+        assert any(row.hashtags for row in stored.values())
+        assert retriever.store.fetch(ids, hashtag_rule=rule) == stored
+        hits = retriever.search(texts[0], k=len(texts), dedupe=False)[0].hits
+        assert {hit.post_id: hit.hashtags for hit in hits} == {row.post_id: row.hashtags for row in stored.values()}

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import HiclError
+from ..core.text import extract_hashtags
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS posts (
@@ -232,15 +233,24 @@ class PostStore:
         return int(count), int(digest)
 
     @_readable
-    def fetch(self, ids: Sequence[int]) -> dict[int, PostRow]:
-        """Rows by id; ids not in the store (or deleted) are absent from the result."""
+    def fetch(self, ids: Sequence[int], *, hashtag_rule: str | None = None) -> dict[int, PostRow]:
+        """Rows by id; ids not in the store (or deleted) are absent from the result.
+
+        With `hashtag_rule` (the index's) the hashtags are extracted from the text, as the writer
+        extracted the stored ones, instead of read: DuckDB decodes every list of each row group
+        a lookup touches, which made reading them most of a search's time (13 of 16 ms for 36
+        rows of 154k).
+        """
         if len(ids) == 0:
             return {}
+        columns = COLUMNS if hashtag_rule is None else tuple(c for c in COLUMNS if c != "hashtags")
         cursor = self.con.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM posts WHERE id IN (SELECT unnest(?::BIGINT[]))",
+            f"SELECT {', '.join(columns)} FROM posts WHERE id IN (SELECT unnest(?::BIGINT[]))",
             [list(map(int, ids))],
         )
-        return {row[0]: PostRow(*row) for row in cursor.fetchall()}
+        if hashtag_rule is None:
+            return {row[0]: PostRow(*row) for row in cursor.fetchall()}
+        return {row[0]: PostRow(*row[:3], extract_hashtags(row[2], hashtag_rule), *row[3:]) for row in cursor.fetchall()}
 
     @_readable
     def existing_post_ids(self, post_ids: Sequence[str]) -> set[str]:
