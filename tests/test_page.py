@@ -110,7 +110,8 @@ def test_a_search_shows_the_hits_as_the_service_ranks_them(page, site):
 
 
 def test_the_filters_reach_the_service(page, site):
-    search(page, "smoke", k=20, hashtag="#topic2", author="@reporter1, reporter3", since="2024-05-05", until="2024-05-15")
+    search(page, "smoke", k=20, hashtag="#topic2", author="@reporter1, reporter3",
+           since="2024-05-05", until="2024-05-15")
     items = page.locator("li.hit")
     assert items.count() > 0 and page.is_hidden("#error")
     for number in range(items.count()):

@@ -250,7 +250,8 @@ class PostStore:
         )
         if hashtag_rule is None:
             return {row[0]: PostRow(*row) for row in cursor.fetchall()}
-        return {row[0]: PostRow(*row[:3], extract_hashtags(row[2], hashtag_rule), *row[3:]) for row in cursor.fetchall()}
+        return {row[0]: PostRow(*row[:3], extract_hashtags(row[2], hashtag_rule), *row[3:])
+                for row in cursor.fetchall()}
 
     @_readable
     def existing_post_ids(self, post_ids: Sequence[str]) -> set[str]:
