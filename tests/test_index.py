@@ -10,6 +10,7 @@ from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index
 from hicl_retrieval.core.text import duplicate_key, is_near_duplicate
 from hicl_retrieval.index.directory import IndexDir
 from hicl_retrieval.index.manifest import MANIFEST, Manifest
+from hicl_retrieval.index.store import PostStore
 
 TOPICS = [
     "river flooding downtown streets evacuated",
@@ -202,10 +203,12 @@ def test_hits_carry_the_hashtags_the_store_holds(tmp_path, tiny_encoder, rule):
                                                   for i, t in enumerate(texts)), encoding="utf-8")
     build_index([tmp_path / "posts.jsonl"], tmp_path / "index",
                 BuildConfig(encoder=tiny_encoder.config, progress=False, hashtag_rule=rule), encoder=tiny_encoder)
+    ids = list(range(len(texts)))
+    [segment] = IndexDir(tmp_path / "index").read_manifest().segments
+    with PostStore(tmp_path / "index" / segment.store_file, read_only=True) as segment:
+        stored = segment.fetch(ids)  # the lists the writer stored
+    assert any(row.hashtags for row in stored.values())
     with Retriever(tmp_path / "index", encoder=tiny_encoder) as retriever:
-        ids = list(range(len(texts)))
-        stored = retriever.store.fetch(ids)
-        assert any(row.hashtags for row in stored.values())
-        assert retriever.store.fetch(ids, hashtag_rule=rule) == stored
+        assert retriever.store.hashtag_rule == rule and retriever.store.fetch(ids) == stored
         hits = retriever.search(texts[0], k=len(texts), dedupe=False)[0].hits
         assert {hit.post_id: hit.hashtags for hit in hits} == {row.post_id: row.hashtags for row in stored.values()}

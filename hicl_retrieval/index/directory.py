@@ -243,9 +243,10 @@ class IndexDir:
         return np.unique(np.concatenate([self._ids_file(d.file) for d in manifest.deletions]))
 
     def open_store(self, manifest: Manifest, deleted: np.ndarray | None = None) -> PostStore:
-        """The live posts of every segment, read only, as one ``posts`` view (`deleted`: `deleted_ids`, if read)."""
+        """The live posts of every segment, read only, as one ``posts`` view (`deleted`: `deleted_ids`, if read);
+        hits' hashtags come from their text by the index's rule (PostStore.fetch)."""
         deleted = self.deleted_ids(manifest) if deleted is None else deleted
-        return PostStore.over([self.file(s.store_file) for s in manifest.segments], deleted)
+        return PostStore.over([self.file(s.store_file) for s in manifest.segments], deleted, manifest.hashtag_rule)
 
     def segment_ids(self, segment: Segment) -> np.ndarray:
         return self._ids_file(segment.ids_file, mmap_mode="r")

@@ -127,6 +127,7 @@ class PostStore:
         import duckdb
 
         self.path = Path(path)
+        self.hashtag_rule: str | None = None
         try:
             self.con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
@@ -136,12 +137,16 @@ class PostStore:
             self.con.execute(LEDGER_SCHEMA)
 
     @classmethod
-    def over(cls, paths: Sequence[Path], deleted: Any = ()) -> PostStore:
-        """The live posts of several segment stores (read only), less the ids `deleted`, as one ``posts`` view."""
+    def over(cls, paths: Sequence[Path], deleted: Any = (), hashtag_rule: str | None = None) -> PostStore:
+        """The live posts of several segment stores (read only), less the ids `deleted`, as one ``posts`` view.
+
+        With `hashtag_rule` (the index's), `fetch` extracts hashtags from the text (see there).
+        """
         import duckdb
 
         store = cls.__new__(cls)
         store.path = Path(paths[0]).parent / "seg-*.duckdb"
+        store.hashtag_rule = hashtag_rule
         store.con = duckdb.connect(":memory:")
         parts = []
         for number, path in enumerate(paths):
@@ -233,24 +238,25 @@ class PostStore:
         return int(count), int(digest)
 
     @_readable
-    def fetch(self, ids: Sequence[int], *, hashtag_rule: str | None = None) -> dict[int, PostRow]:
+    def fetch(self, ids: Sequence[int]) -> dict[int, PostRow]:
         """Rows by id; ids not in the store (or deleted) are absent from the result.
 
-        With `hashtag_rule` (the index's) the hashtags are extracted from the text, as the writer
-        extracted the stored ones, instead of read: DuckDB decodes every list of each row group
+        A store opened with the index's hashtag rule extracts the hashtags from the text, as the
+        writer extracted the stored ones, instead of reading them: DuckDB decodes every list of each row group
         a lookup touches, which made reading them most of a search's time (13 of 16 ms for 36
         rows of 154k).
         """
         if len(ids) == 0:
             return {}
-        columns = COLUMNS if hashtag_rule is None else tuple(c for c in COLUMNS if c != "hashtags")
+        rule = self.hashtag_rule
+        columns = COLUMNS if rule is None else tuple(c for c in COLUMNS if c != "hashtags")
         cursor = self.con.execute(
             f"SELECT {', '.join(columns)} FROM posts WHERE id IN (SELECT unnest(?::BIGINT[]))",
             [list(map(int, ids))],
         )
-        if hashtag_rule is None:
+        if rule is None:
             return {row[0]: PostRow(*row) for row in cursor.fetchall()}
-        return {row[0]: PostRow(*row[:3], extract_hashtags(row[2], hashtag_rule), *row[3:])
+        return {row[0]: PostRow(*row[:3], extract_hashtags(row[2], rule), *row[3:])
                 for row in cursor.fetchall()}
 
     @_readable

@@ -182,7 +182,7 @@ class Retriever:
         while pending and fetch > 0:
             scores, ids = search(vectors[pending], fetch)
             self._check_answer(scores, ids)
-            rows = self.store.fetch(np.unique(ids[ids >= 0]), hashtag_rule=self.manifest.hashtag_rule)
+            rows = self.store.fetch(np.unique(ids[ids >= 0]))
             still = []
             for row_of_query, query in enumerate(pending):
                 candidates = ((score, rows.get(int(post))) for score, post in zip(scores[row_of_query], ids[row_of_query]))
