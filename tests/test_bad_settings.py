@@ -8,7 +8,7 @@ import json
 import sys
 
 import pytest
-from test_index import write_corpus
+from helpers import write_corpus
 
 from hicl_retrieval import BuildConfig, HiclError, Retriever
 from hicl_retrieval.cli import main

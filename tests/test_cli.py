@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from test_index import write_corpus
+from helpers import write_corpus
 
 from hicl_retrieval.cli import main
 

@@ -4,7 +4,7 @@ import random
 
 import pytest
 import torch
-from test_index import TOPICS
+from helpers import TOPICS
 
 from hicl_retrieval.core.text import drop_hashtags, extract_hashtags
 from hicl_retrieval.encoding.encoder import Encoder

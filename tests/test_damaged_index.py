@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from test_index import write_corpus
+from helpers import write_corpus
 
 from hicl_retrieval import BuildConfig, HiclError, Retriever, add_posts, build_index, compact, reindex
 from hicl_retrieval.cli import main

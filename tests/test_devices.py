@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import write_corpus
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_index import write_corpus
 
 from hicl_retrieval import BuildConfig, HiclError, Retriever, add_posts, build_index
 from hicl_retrieval.cli import main

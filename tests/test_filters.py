@@ -5,23 +5,21 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-from test_index import TOPICS
+from helpers import TOPICS, write_posts
 
-from hicl_retrieval import BuildConfig, Condition, Filter, HiclError, Retriever, build_index
+from hicl_retrieval import (
+    BuildConfig,
+    Condition,
+    Filter,
+    HiclError,
+    Retriever,
+    build_index,
+)
 from hicl_retrieval.cli import main
 from hicl_retrieval.core.text import extract_hashtags
 from hicl_retrieval.index.directory import IndexDir
 from hicl_retrieval.index.filters import from_options
 from hicl_retrieval.index.manifest import MANIFEST, Manifest
-
-
-def write_posts(path, count):
-    rows = []
-    for i in range(count):
-        rows.append({"id": str(i), "text": f"{TOPICS[i % 5]} note {i} #topic{i % 5}" + (" #rare" if i % 97 == 0 else ""),
-                     "author": f"user{i % 7}", "created_at": f"2024-05-{1 + i % 28:02d}T10:00:00Z"})
-    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    return rows
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from test_index import TOPICS
+from helpers import TOPICS
 
 from hicl_retrieval import HiclError
 from hicl_retrieval.cli import main

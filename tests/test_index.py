@@ -1,37 +1,16 @@
 """Build and query with the tiny #Encoder-shaped model: index directory, manifest, retriever."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_corpus
 
 from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index
 from hicl_retrieval.core.text import duplicate_key, is_near_duplicate
 from hicl_retrieval.index.directory import IndexDir
 from hicl_retrieval.index.manifest import MANIFEST, Manifest
 from hicl_retrieval.index.store import PostStore
-
-TOPICS = [
-    "river flooding downtown streets evacuated",
-    "wildfire smoke over the ridge tonight",
-    "football final goes to penalties",
-    "new phone launch sold out in minutes",
-    "election debate fact check live",
-]
-
-
-def write_corpus(path: Path) -> list[dict]:
-    rows = []
-    for i in range(60):
-        rows.append({"id": str(1000 + i), "text": f"{TOPICS[i % 5]} update number {i} #topic{i % 5}",
-                     "author": f"user{i % 7}", "created_at": f"2024-05-{1 + i % 28:02d}T10:00:00Z"})
-    rows.append({"id": "2000", "text": "RT @user1: river flooding downtown streets evacuated update number 0 #topic0"})
-    rows.append({"id": "2001", "text": "River flooding downtown streets evacuated update number 0 #topic0 https://t.co/zz"})
-    rows.append({"id": "1003", "text": "a second post reusing an earlier post id"})
-    lines = [json.dumps(r) for r in rows] + ["{not json", json.dumps({"id": "3000", "text": ""})]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return rows
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import os
 import shutil
 
 import pytest
-from test_serve import Server
+from helpers import Server
 
 from hicl_retrieval import BuildConfig, Retriever, build_index
 

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from test_filters import write_posts
+from helpers import write_posts
 
 from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index
 from hicl_retrieval.cli import main

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_resume import index_contents, write_big_corpus
+from helpers import index_contents, write_big_corpus
 
 from hicl_retrieval import BuildConfig, HiclError, add_posts, build_index
 from hicl_retrieval.core.config import DeviceConfig, RayConfig, resolve_encoder

@@ -1,46 +1,19 @@
 """Interrupted builds resume without losing or duplicating posts."""
 
 import dataclasses
-import json
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_index import TOPICS, write_corpus
+from helpers import index_contents, write_big_corpus, write_corpus
 
 from hicl_retrieval import BuildConfig, HiclError, ReaderConfig, build_index
 from hicl_retrieval.index.directory import IndexDir
 from hicl_retrieval.index.manifest import BUILD_STATE, MANIFEST
-
-
-def write_big_corpus(path: Path, posts: int) -> None:
-    lines = []
-    for i in range(posts):
-        lines.append(json.dumps({"id": str(i), "text": f"{TOPICS[i % 5]} story {i} from reporter {i % 13}"}))
-        if i % 500 == 7:
-            lines.append("{broken json line")
-        if i % 700 == 3:
-            lines.append(json.dumps({"id": str(i), "text": "the same post id again"}))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def index_contents(path: Path) -> tuple[dict, Counter, dict]:
-    directory = IndexDir(path)
-    manifest = directory.read_manifest()
-    vectors = directory.open_vectors(manifest)
-    with directory.open_store(manifest) as store:
-        rows = store.con.execute("SELECT id, post_id, text, source, line FROM posts ORDER BY id").fetchall()
-    stored = vectors[np.array([row[0] for row in rows], dtype=np.int64)].astype(np.float32)
-    posts = {(post_id, text, source, line): vector for (_, post_id, text, source, line), vector in zip(rows, stored)}
-    assert len(posts) == len(rows) == manifest.count == directory.open_faiss(manifest).size
-    rejects = Counter(directory.file("rejects.jsonl").read_text(encoding="utf-8").splitlines())
-    stats = {k: manifest.stats[k] for k in ("read", "indexed", "rejected", "duplicates", "repeated_texts")}
-    return posts, rejects, stats
 
 
 @pytest.mark.slow

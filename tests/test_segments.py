@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from test_filters import TOPICS
+from helpers import TOPICS
 
 from hicl_retrieval import BuildConfig, Filter, HiclError, Retriever, add_posts, build_index, compact, delete_posts
 from hicl_retrieval.cli import main

@@ -1,15 +1,13 @@
 """The search service on a real uvicorn server on loopback: every endpoint, bad requests, the token."""
 
 import json
-import socket
-import threading
 import time
 import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
-from test_index import write_corpus
+from helpers import Server, free_port, write_corpus
 
 from hicl_retrieval import BuildConfig, Retriever, build_index
 from hicl_retrieval.cli import main
@@ -20,43 +18,6 @@ from hicl_retrieval.service.app import ServiceConfig, create_app  # noqa: E402
 TOKEN = "s3cret-token"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Server:
-    """A uvicorn server of `app` in a thread, on a free loopback port."""
-
-    def __init__(self, app) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started:
-            assert time.time() < deadline, "the server did not start"
-            time.sleep(0.02)
-
-    def call(self, method: str, path: str, body=None, *, raw: bytes | None = None, token: str | None = TOKEN,
-             headers: dict | None = None) -> tuple[int, dict]:
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json", **(headers or {})})
-        if token is not None:
-            request.add_header("Authorization", f"Bearer {token}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                return answer.status, json.loads(answer.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read())
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_encoder):
     root = tmp_path_factory.mktemp("served")
@@ -65,7 +26,7 @@ def served(tmp_path_factory, tiny_encoder):
                 encoder=tiny_encoder)
     retriever = Retriever(root / "index", encoder=tiny_encoder)
     server = Server(create_app(root / "index", retriever=retriever,
-                               config=ServiceConfig(max_k=50, max_body_bytes=4096, token=TOKEN)))
+                               config=ServiceConfig(max_k=50, max_body_bytes=4096, token=TOKEN)), token=TOKEN)
     yield server, retriever
     server.stop()
     retriever.close()

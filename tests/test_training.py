@@ -6,8 +6,8 @@ import random
 
 import pytest
 import torch
+from helpers import TOPICS
 from safetensors.torch import load_file
-from test_index import TOPICS
 
 from hicl_retrieval import HiclError
 from hicl_retrieval.cli import main
