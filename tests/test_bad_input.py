@@ -199,3 +199,13 @@ def test_21_one_pretty_printed_object_is_one_record(tmp_path):
     lines.write_text('{"text": "cut\n{"text": "whole"}\n', encoding="utf-8")
     posts, rejects = read_all([lines])
     assert [p.text for p in posts] == ["whole"] and [(r.line, r.reason) for r in rejects] == [(1, "bad_json")]
+
+
+def test_a_post_of_only_invisible_characters_is_rejected_as_empty(tmp_path):
+    path = tmp_path / "posts.jsonl"
+    path.write_text("".join(json.dumps({"id": str(i), "text": text}) + "\n" for i, text in
+                            enumerate(["\u200b", "flood\u200b", "\ufeff \u2060"])), encoding="utf-8")
+    posts, rejects = read_all([path])
+    assert [p.post_id for p in posts] == ["1"]
+    invisible = "text shows nothing (only invisible characters)"
+    assert [(r.line, r.reason, r.detail) for r in rejects] == [(1, "empty_text", invisible), (3, "empty_text", invisible)]

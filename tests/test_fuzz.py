@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from hicl_retrieval.cli import main
 from hicl_retrieval.core.config import ReaderConfig
 from hicl_retrieval.core.errors import HiclError
+from hicl_retrieval.core.text import is_blank
 from hicl_retrieval.corpus import Corpus, Post, Reject
 
 settings.register_profile("ci", max_examples=300, derandomize=True, deadline=None, database=None,
@@ -38,9 +39,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 LIMIT = 20_000  # max_record_bytes of these tests: over-long lines stay cheap to make
 
 # Text a post may hold: any character of any script, tabs and line ends but no other control
-# character (a file most of whose lines hold those is refused as binary), something not a space.
+# character (a file most of whose lines hold those is refused as binary), something that shows.
 post_text = st.text(st.characters(exclude_categories=("Cs", "Cc"), include_characters="\t\n\r"), min_size=1,
-                    max_size=60).filter(str.strip)
+                    max_size=60).filter(lambda text: not is_blank(text))
 line_text = post_text.filter(lambda t: "\n" not in t and "\r" not in t)
 plain = st.text(st.characters(min_codepoint=32, max_codepoint=126, exclude_characters='"'), max_size=30)
 ids = st.integers(min_value=1, max_value=10**18).map(str)

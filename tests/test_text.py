@@ -1,11 +1,15 @@
+import re
 from pathlib import Path
 
 import pytest
 
+from hicl_retrieval import HiclError
 from hicl_retrieval.core.text import (
     CopyKey,
+    check_unicode,
     duplicate_key,
     extract_hashtags,
+    is_blank,
     is_near_duplicate,
     normalize,
     normalize_bertweet,
@@ -106,3 +110,18 @@ def test_normalize_bertweet_matches_the_bertweet_tokenizer_on_real_tweets(shared
     assert len(lines) == 1200
     mismatches = [line for line in lines if normalize_bertweet(line) != reference.normalizeTweet(line)]
     assert mismatches == []
+
+
+@pytest.mark.parametrize("text, blank", [
+    ("", True), (" \t\n", True), ("\u200b", True), ("\u200b \ufeff\u2060\u00a0", True), ("\u3164\u2800", True),
+    ("a\u200b", False), ("東", False), ("\u0301", False), ("#", False),
+])
+def test_a_text_of_only_invisible_characters_is_blank(text, blank):
+    assert is_blank(text) is blank
+
+
+@pytest.mark.parametrize("value, held", [("flood \udcff", "the byte 0xff"), ("\ud800 x", "the lone surrogate \\ud800")])
+def test_text_utf8_cannot_hold_is_refused_naming_what_it_holds(value, held):
+    with pytest.raises(HiclError, match=f"the query is not valid UTF-8 \\(it holds {re.escape(held)}\\)"):
+        check_unicode(value, "the query")
+    assert check_unicode("flood ✓", "the query") == "flood ✓"

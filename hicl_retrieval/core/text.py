@@ -55,6 +55,34 @@ _TRUNCATED_TAIL = re.compile(r"\s*\S*(?:…|\.\.\.)\s*$")
 _NON_WORD = re.compile(r"[\W_]+")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""Code points no UTF-8 text holds: bytes that were not UTF-8, as Python decodes file names and command-line
+arguments (``\udcff`` for the byte 0xff), or a lone JSON escape such as ``\ud800``."""
+_INVISIBLE_CATEGORIES = frozenset(("Cc", "Cf", "Zs", "Zl", "Zp"))
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")  # fillers that show as a space
+
+
+def is_unicode(value: str) -> bool:
+    """Whether UTF-8 can hold `value` (see `_SURROGATE`)."""
+    return _SURROGATE.search(value) is None
+
+
+def check_unicode(value: str, what: str) -> str:
+    """`value`, or a `HiclError` naming `what` when it is not text UTF-8 can hold (see `_SURROGATE`)."""
+    found = _SURROGATE.search(value)
+    if found:
+        code = ord(found.group())
+        held = f"the byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"the lone surrogate \\u{code:04x}"
+        raise HiclError(f"{what} is not valid UTF-8 (it holds {held})")
+    return value
+
+
+def is_blank(text: str) -> bool:
+    """Whether `text` shows nothing: only spaces, zero-width and other format characters (``"\u200b \ufeff"``)."""
+    return not any(char not in _BLANK_LETTERS and unicodedata.category(char) not in _INVISIBLE_CATEGORIES
+                   for char in text)
+
+
 def check_hashtag_rule(rule: str) -> str:
     if rule not in HASHTAG_RULES:
         raise HiclError(f"unknown hashtag rule {rule!r}; choose one of {', '.join(HASHTAG_RULES)}")

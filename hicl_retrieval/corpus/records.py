@@ -8,11 +8,11 @@ read keeps the post with the note ``bad_created_at``.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..core.text import is_blank, is_unicode
 from ..core.times import parse_post_time
 
 # Why a row was rejected; the build summary counts them under these names.
@@ -28,7 +28,6 @@ CORRUPT_FILE = "corrupt_file"
 # A note on a post that was kept.
 BAD_CREATED_AT = "bad_created_at"
 
-_SURROGATE = re.compile("[\ud800-\udfff]")  # undecodable bytes (surrogateescape) or lone JSON escapes
 _ID_WRAPPING = " \t'\"`"
 
 
@@ -75,7 +74,7 @@ class BadRecord(Exception):
 def _check_chars(value: str, what: str) -> None:
     if "\x00" in value:
         raise BadRecord(NUL_BYTE, f"{what} contains a NUL character")
-    if _SURROGATE.search(value):
+    if not is_unicode(value):
         raise BadRecord(BAD_UTF8, f"{what} is not valid UTF-8")
 
 
@@ -87,8 +86,8 @@ def clean_text(value: Any) -> str:
         raise BadRecord(MISSING_TEXT, f"text is a {type(value).__name__}, not a string")
     _check_chars(value, "text")
     text = value.strip()
-    if not text:
-        raise BadRecord(EMPTY_TEXT, "text is empty")
+    if is_blank(text):
+        raise BadRecord(EMPTY_TEXT, "text is empty" if not text else "text shows nothing (only invisible characters)")
     return text
 
 
