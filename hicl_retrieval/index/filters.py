@@ -14,6 +14,7 @@ from typing import Any
 
 from ..core.errors import HiclError
 from ..core.files import resolved
+from ..core.text import check_unicode
 from ..core.times import parse_filter_time
 
 # A corpus file is named by a path (matched resolved: see files.resolved) or by a bare file name.
@@ -54,11 +55,14 @@ class Condition:
         if self.field == "hashtag":
             if not isinstance(self.value, str) or not self.value.strip("#"):
                 raise HiclError(f"a hashtag filter needs a tag, not {self.value!r}")
+            check_unicode(self.value, "the hashtag filter's tag")
             object.__setattr__(self, "value", "#" + self.value.strip().lstrip("#").lower())
         elif self.field in ("author", "source"):
             values = [self.value] if isinstance(self.value, str) else list(self.value)
             if not values or not all(isinstance(v, str) for v in values):
                 raise HiclError(f"a {self.field} filter needs one or more names, not {self.value!r}")
+            for value in values:
+                check_unicode(value, f"the {self.field} filter's name {value!r}")
             object.__setattr__(self, "value", tuple(v.strip().lstrip("@").lower() if self.field == "author" else v
                                                     for v in values))
         elif not isinstance(self.value, datetime):

@@ -11,7 +11,7 @@ from ..core import native
 from ..core.bounds import COUNT, K_FACTOR, check
 from ..core.config import DeviceConfig
 from ..core.errors import HiclError
-from ..core.text import strip_hashtags
+from ..core.text import check_unicode, is_blank, strip_hashtags
 from ..encoding.devices import check_batch_limits, check_index_dtype
 from ..encoding.encoder import Encoder
 from ..index.directory import IndexDir
@@ -152,9 +152,13 @@ class Retriever:
     def query_texts(self, queries: Sequence[str], strip_query_hashtags: bool = False) -> list[str]:
         """The texts to encode for `queries` (checked not empty), hashtags stripped if asked."""
         for number, query in enumerate(queries, 1):
-            if not isinstance(query, str) or not query.strip():
-                where = f" (query {number} of {len(queries)})" if len(queries) > 1 else ""
-                raise HiclError(f"the query is empty{where}; give the text of a post, or leave it out")
+            where = f" (query {number} of {len(queries)})" if len(queries) > 1 else ""
+            if not isinstance(query, str):
+                raise HiclError(f"a query is a text, not {type(query).__name__}{where}")
+            check_unicode(query, f"the query{where}")
+            if is_blank(query):
+                shows = "is empty" if not query.strip() else "shows nothing (only invisible characters)"
+                raise HiclError(f"the query {shows}{where}; give the text of a post, or leave it out")
         # A query of only hashtags keeps them: stripped, it would be an empty text near every post.
         rule = self.manifest.hashtag_rule
         return [(strip_hashtags(q, rule) or q) if strip_query_hashtags else q for q in queries]

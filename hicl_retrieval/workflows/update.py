@@ -21,6 +21,7 @@ from ..core.bounds import COUNT, check
 from ..core.config import DeviceConfig, RayConfig, ReaderConfig
 from ..core.errors import HiclError
 from ..core.progress import advance
+from ..core.text import check_unicode
 from ..corpus import Corpus, Post, Reject, normalize_post_id, record_chunks
 from ..encoding.encoder import Encoder
 from ..encoding.pools import Encoding, open_encoding
@@ -143,6 +144,8 @@ def delete_posts(path: str | Path, *, post_ids: Sequence[str] = (), filter: Filt
     A deletion record of their ids is written; searches skip them and still return k hits.
     Their rows and vectors stay in the segment files until `compact`.
     """
+    for post_id in post_ids:
+        check_unicode(str(post_id), f"the post id {post_id!r}")
     post_ids = [normalized for normalized in map(normalize_post_id, post_ids) if normalized]  # as readers store them
     if not post_ids and not filter:
         raise HiclError("say which posts to delete: post ids or a filter")
