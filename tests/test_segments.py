@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from datetime import datetime
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -158,6 +159,29 @@ def test_export_writes_every_live_post_as_parquet_or_json_lines(tmp_path, tiny_e
     np.testing.assert_allclose(vector, tiny_encoder.encode([rows[0]["text"]])[0], atol=2e-3)
     assert main(["export", str(path), "--out", str(tmp_path / "posts.csv")]) == 1
     assert ".parquet, .jsonl" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_an_export_read_back_keeps_its_post_ids_and_adding_it_adds_nothing(tmp_path, tiny_encoder, suffix):
+    rows = [post(i) for i in range(30)] + [{"id_str": "900", "text": "RT @user1: river note", "created_at":
+                                            "Wed May 01 10:00:00 +0000 2024", "user": {"screen_name": "rt_user"},
+                                            "retweeted_status": {"id_str": "p1", "text": "river note"}}]
+    config = BuildConfig(encoder=tiny_encoder.config, progress=False)
+    path = tmp_path / "index"
+    build_index([write(tmp_path / "a.jsonl", rows)], path, config, encoder=tiny_encoder)
+    export_index(path, tmp_path / f"export{suffix}")
+
+    def posts(index):
+        with IndexDir(index).open_store(IndexDir(index).read_manifest()) as store:
+            return store.con.execute("SELECT post_id, text, author, created_at, retweet_of, hashtags FROM posts "
+                                     "ORDER BY id").fetchall()
+
+    build_index([tmp_path / f"export{suffix}"], tmp_path / "again", config, encoder=tiny_encoder)
+    assert posts(tmp_path / "again") == posts(path)
+    assert posts(path)[-1][:5] == ("900", "river note", "rt_user", datetime(2024, 5, 1, 10), "p1")
+    report = add_posts(path, [tmp_path / f"export{suffix}"], encoder=tiny_encoder, progress=False)
+    assert (report.read, report.added, report.known) == (31, 0, 31)
+    assert posts(path) == posts(tmp_path / "again")
 
 
 def test_info_shows_segments_deleted_rows_and_when_compacting_pays(tmp_path, tiny_encoder, capsys):

@@ -13,9 +13,13 @@ from ..core.errors import HiclError
 # Column names tried, in order, when the user names none (compared case-insensitively, with
 # spaces, dashes and underscores ignored: "Tweet Text" matches "tweet_text").
 TEXT_NAMES = ("text", "full_text", "tweet_text", "tweet", "content", "body", "message", "post")
-ID_NAMES = ("id_str", "id", "tweet_id", "post_id", "status_id")
+# The named ids come before a bare "id", which is as often a row number (or an index's own vector id, as
+# in `export`'s files) as a post id.
+ID_NAMES = ("id_str", "post_id", "tweet_id", "status_id", "id")
 AUTHOR_NAMES = ("author", "screen_name", "username", "user_screen_name", "user_name", "user")
 TIME_NAMES = ("created_at", "timestamp", "date", "time", "datetime", "posted_at")
+RETWEET_NAMES = ("retweet_of", "retweeted_status_id_str", "retweeted_status_id")
+"""The post id of the original a retweet copies (`export` writes it as retweet_of); found by name only."""
 
 
 @lru_cache(maxsize=4096)
@@ -53,6 +57,7 @@ class Columns:
     id: str | None
     author: str | None
     time: str | None
+    retweet: str | None = None
 
     @classmethod
     def resolve(cls, columns: list[str], config: ReaderConfig, where: str) -> Columns:
@@ -74,4 +79,4 @@ class Columns:
                 raise HiclError(
                     f"{where}: no column {requested!r} among {', '.join(map(repr, columns))}"
                 )
-        return cls(text=text, **found)
+        return cls(text=text, **found, retweet=resolve_column(columns, None, RETWEET_NAMES))

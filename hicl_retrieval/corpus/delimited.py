@@ -117,6 +117,7 @@ def read_csv(path: Path, config: ReaderConfig, fmt: str = "csv") -> Iterator[Rec
             "post_id": row[positions[columns.id]] if columns.id else None,
             "author": row[positions[columns.author]] if columns.author else None,
             "created_at": row[positions[columns.time]] if columns.time else None,
+            "retweet_of": row[positions[columns.retweet]] if columns.retweet else None,
         }
         try:
             return make_post(fields, source, line, config.time_format)

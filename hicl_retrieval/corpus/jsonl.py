@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from ..core.config import ReaderConfig
 from ..core.files import resolved
-from .columns import AUTHOR_NAMES, ID_NAMES, TEXT_NAMES, TIME_NAMES, resolve_column
+from .columns import AUTHOR_NAMES, ID_NAMES, RETWEET_NAMES, TEXT_NAMES, TIME_NAMES, resolve_column
 from .lines import corrupt, read_lines
 from .records import BAD_JSON, MISSING_TEXT, NOT_AN_OBJECT, TOO_LONG, BadRecord, Record, Reject, make_post, optional_str
 from .streams import CorruptStream, open_binary
@@ -129,7 +129,7 @@ def _json_records(obj: dict, config: ReaderConfig) -> list[dict[str, Any]]:
         "post_id": field_of(config.id_col, ID_NAMES),
         "author": optional_str(field_of(config.author_col, AUTHOR_NAMES)),
         "created_at": field_of(config.time_col, TIME_NAMES),
-        "retweet_of": None,
+        "retweet_of": field_of(None, RETWEET_NAMES),
     }]
 
 

@@ -60,6 +60,7 @@ def read_parquet(path: Path, config: ReaderConfig, batch_rows: int = 8192) -> It
                     "post_id": data[columns.id][i] if columns.id else None,
                     "author": data[columns.author][i] if columns.author else None,
                     "created_at": data[columns.time][i] if columns.time else None,
+                    "retweet_of": data[columns.retweet][i] if columns.retweet else None,
                 }
                 next_line = row_number + 2
                 try:
