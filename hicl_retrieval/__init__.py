@@ -18,7 +18,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 from .core.config import BuildConfig, DeviceConfig, EncoderConfig, RayConfig, ReaderConfig, resolve_encoder
-from .core.errors import HiclError
+from .core.errors import HiclError, IndexDamaged
 from .index.filters import Condition, Filter
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .workflows.compact import compact, reindex
     from .workflows.export import export_index
     from .workflows.search import Hit, Retriever, SearchResult
-    from .workflows.update import add_posts, delete_posts
+    from .workflows.update import add_posts, add_records, delete_posts
     from .workflows.verify import VerifyReport, verify_index
 
 _LAZY = {
@@ -36,6 +36,7 @@ _LAZY = {
     "build_index": "workflows.build",
     "reindex": "workflows.compact",
     "add_posts": "workflows.update",
+    "add_records": "workflows.update",
     "delete_posts": "workflows.update",
     "compact": "workflows.compact",
     "Hit": "workflows.search",
@@ -48,8 +49,8 @@ _LAZY = {
 
 __all__ = [
     "BuildConfig", "BuildReport", "Condition", "DeviceConfig", "Filter", "Encoder", "EncoderConfig", "HiclError", "Hit",
-    "RayConfig", "ReaderConfig", "Retriever", "SearchResult", "VerifyReport", "add_posts", "build_index", "compact",
-    "delete_posts", "export_index", "reindex", "resolve_encoder", "verify_index",
+    "IndexDamaged", "RayConfig", "ReaderConfig", "Retriever", "SearchResult", "VerifyReport", "add_posts", "add_records",
+    "build_index", "compact", "delete_posts", "export_index", "reindex", "resolve_encoder", "verify_index",
 ]
 
 

@@ -14,8 +14,10 @@ a record is either a `Post` or a `Reject` (`records`).
 from .inputs import (
     FORMATS, Corpus, CorpusFile, detect_format, estimate_records, format_of_name, read_file, record_chunks,
 )
+from .objects import Records
 from .records import (
     BAD_CREATED_AT,
+    BAD_FIELD,
     BAD_JSON,
     BAD_ROW,
     BAD_UTF8,
@@ -33,8 +35,8 @@ from .records import (
 from .streams import CorruptStream, open_binary
 
 __all__ = [
-    "BAD_CREATED_AT", "BAD_JSON", "BAD_ROW", "BAD_UTF8", "CORRUPT_FILE", "EMPTY_TEXT", "FORMATS", "MISSING_TEXT",
-    "NOT_AN_OBJECT", "NUL_BYTE", "TOO_LONG", "Corpus", "CorpusFile", "CorruptStream", "Post", "Record", "Reject",
-    "detect_format", "estimate_records", "format_of_name", "normalize_post_id", "open_binary", "read_file",
-    "record_chunks",
+    "BAD_CREATED_AT", "BAD_FIELD", "BAD_JSON", "BAD_ROW", "BAD_UTF8", "CORRUPT_FILE", "EMPTY_TEXT", "FORMATS",
+    "MISSING_TEXT", "NOT_AN_OBJECT", "NUL_BYTE", "TOO_LONG", "Corpus", "CorpusFile", "CorruptStream", "Post", "Record",
+    "Records", "Reject", "detect_format", "estimate_records", "format_of_name", "normalize_post_id", "open_binary",
+    "read_file", "record_chunks",
 ]

@@ -133,8 +133,8 @@ def _json_records(obj: dict, config: ReaderConfig) -> list[dict[str, Any]]:
     }]
 
 
-def _posts_of(obj: Any, config: ReaderConfig, source: str, number: int) -> Iterator[Record]:
-    """The posts (and rejects) of one decoded JSON value."""
+def posts_of(obj: Any, config: ReaderConfig, source: str, number: int) -> Iterator[Record]:
+    """The posts (and rejects) of one decoded JSON value, record `number` of `source`."""
     if not isinstance(obj, dict):
         raise BadRecord(NOT_AN_OBJECT, f"a JSON {type(obj).__name__}, not an object")
     for fields in _json_records(obj, config):
@@ -220,7 +220,7 @@ def read_jsonl(path: Path, config: ReaderConfig) -> Iterator[Record]:
 
     def parse(line: str, source: str, number: int) -> Iterator[Record]:
         if line.strip():
-            yield from _posts_of(_loads(line), config, source, number)
+            yield from posts_of(_loads(line), config, source, number)
 
     return read_lines(path, config, parse)
 
@@ -294,7 +294,7 @@ def _elements(text: _ArrayText, limit: int) -> Iterator[tuple[int, Any]]:
 
 def _read_document(document: Any, config: ReaderConfig, source: str) -> Iterator[Record]:
     try:
-        yield from _posts_of(document, config, source, 1)
+        yield from posts_of(document, config, source, 1)
     except BadRecord as bad:
         yield Reject(source, 1, bad.reason, bad.detail)
 
@@ -306,7 +306,7 @@ def _read_array(path: Path, config: ReaderConfig) -> Iterator[Record]:
         try:
             for number, value in _elements(_ArrayText(stream), config.max_record_bytes):
                 try:
-                    yield from _posts_of(value, config, source, number)
+                    yield from posts_of(value, config, source, number)
                 except BadRecord as bad:
                     yield Reject(source, number, bad.reason, bad.detail)
         except CorruptStream as exc:

@@ -24,6 +24,8 @@ NOT_AN_OBJECT = "not_an_object"
 MISSING_TEXT = "missing_text"
 EMPTY_TEXT = "empty_text"
 BAD_ROW = "bad_row"
+BAD_FIELD = "bad_field"
+"""A post id, retweeted post id or author that is a JSON object, list or true/false, not a string or number."""
 CORRUPT_FILE = "corrupt_file"
 # A note on a post that was kept.
 BAD_CREATED_AT = "bad_created_at"
@@ -100,6 +102,15 @@ def optional_str(value: Any) -> str | None:
     return str(value)
 
 
+def _scalar(value: Any, what: str) -> Any:
+    """`value` unless it is a JSON object, list or boolean, which no id or name is (a reader's --id-col and
+    --author-col take a dotted path, such as user.id, to the field inside an object that is)."""
+    if isinstance(value, (dict, list, bool)):
+        kind = {dict: "an object", list: "a list", bool: "true or false"}[type(value)]
+        raise BadRecord(BAD_FIELD, f"{what} is {kind}, not a string or a number")
+    return value
+
+
 def normalize_post_id(value: Any) -> str | None:
     """A post id as the index keeps it: without the quotes and spaces dumps wrap ids in.
 
@@ -124,7 +135,7 @@ def _name(value: Any, what: str) -> str | None:
 def make_post(fields: dict[str, Any], source: str, line: int, time_format: str | None = None) -> Post:
     """A `Post` from a reader's fields (text, post_id, author, created_at, retweet_of), or a `BadRecord`."""
     text = clean_text(fields.get("text"))
-    post_id = _name(normalize_post_id(fields.get("post_id")), "post id")
+    post_id = _name(normalize_post_id(_scalar(fields.get("post_id"), "the post id")), "post id")
     try:
         created_at, notes = parse_post_time(fields.get("created_at"), time_format), ()
     except (ValueError, OverflowError, OSError):
@@ -134,8 +145,9 @@ def make_post(fields: dict[str, Any], source: str, line: int, time_format: str |
         source=source,
         line=line,
         post_id=post_id,
-        author=_name(fields.get("author"), "author"),
+        author=_name(_scalar(fields.get("author"), "the author"), "author"),
         created_at=created_at,
-        retweet_of=_name(normalize_post_id(fields.get("retweet_of")), "retweeted post id"),
+        retweet_of=_name(normalize_post_id(_scalar(fields.get("retweet_of"), "the retweeted post id")),
+                         "retweeted post id"),
         notes=notes,
     )

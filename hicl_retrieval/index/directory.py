@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..core.atomic import write_json
-from ..core.errors import HiclError
+from ..core.errors import HiclError, IndexDamaged
 from .checksums import block_digests, damaged_ranges
 from .faiss_index import VectorIndex
 from .manifest import BUILD_STATE, FORMAT_VERSION, MANIFEST, REJECTS, Manifest, Segment
@@ -150,7 +150,7 @@ class IndexDir:
         """Refuse to read `name` when its checksums do not match: a change must not copy damage."""
         ranges = self.damaged(manifest, name)
         if ranges:
-            raise HiclError(
+            raise IndexDamaged(
                 f"{self.file(name)} is damaged: {len(ranges)} of its blocks differ from the checksums the manifest "
                 f"recorded (from byte {ranges[0][0]}); run `hicl-retrieval verify {self.path}`"
             )
@@ -193,15 +193,15 @@ class IndexDir:
         try:
             manifest = Manifest.from_dict(data)
         except (TypeError, KeyError) as exc:
-            raise HiclError(f"{self.file(MANIFEST)} is damaged ({exc}); rebuild the index") from None
+            raise IndexDamaged(f"{self.file(MANIFEST)} is damaged ({exc}); rebuild the index") from None
         for name in manifest.files if check_sizes else ():
             is_faiss = name.endswith(".faiss")
             problem = None if except_faiss and is_faiss else self.size_problem(manifest, name)
             if problem and is_faiss:
-                raise HiclError(f"{self.file(name)} {problem}: rebuild the FAISS index from the stored vectors with "
+                raise IndexDamaged(f"{self.file(name)} {problem}: rebuild the FAISS index from the stored vectors with "
                                 f"`hicl-retrieval reindex {self.path} --index {manifest.faiss_factory}`")
             if problem:
-                raise HiclError(f"{self.file(name)} {problem}: the index is incomplete or damaged; rebuild it")
+                raise IndexDamaged(f"{self.file(name)} {problem}: the index is incomplete or damaged; rebuild it")
         return manifest
 
     def format_version(self) -> int | None:
@@ -219,7 +219,7 @@ class IndexDir:
             data = json.loads(path.read_text(encoding="utf-8"))
             data.get("format_version")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
-            raise HiclError(f"{path} is damaged ({exc}); rebuild the index") from None
+            raise IndexDamaged(f"{path} is damaged ({exc}); rebuild the index") from None
         return data
 
     def _not_an_index(self) -> str:
@@ -256,9 +256,9 @@ class IndexDir:
         try:
             ids = np.load(self.file(name), mmap_mode=mmap_mode, allow_pickle=False)
         except ValueError as exc:
-            raise HiclError(f"{self.file(name)} is damaged ({exc}); run `hicl-retrieval verify {self.path}`") from None
+            raise IndexDamaged(f"{self.file(name)} is damaged ({exc}); run `hicl-retrieval verify {self.path}`") from None
         if ids.dtype != np.int64 or ids.ndim != 1:
-            raise HiclError(f"{self.file(name)} is damaged (it holds {ids.dtype} of shape {ids.shape}, not ids); "
+            raise IndexDamaged(f"{self.file(name)} is damaged (it holds {ids.dtype} of shape {ids.shape}, not ids); "
                             f"run `hicl-retrieval verify {self.path}`")
         return ids
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import HiclError
+from ..core.errors import HiclError, IndexDamaged
 from ..core.text import extract_hashtags
 
 SCHEMA = """
@@ -61,7 +61,7 @@ def _readable(method):
         except duckdb.Error as exc:
             if type(exc) is not duckdb.Error and not isinstance(exc, _damage_kinds()):
                 raise
-            raise HiclError(f"the post store {self.path} is damaged ({str(exc).splitlines()[0]}); "
+            raise IndexDamaged(f"the post store {self.path} is damaged ({str(exc).splitlines()[0]}); "
                             f"run `hicl-retrieval verify {self.path.parent}`") from None
 
     return guarded
@@ -131,7 +131,7 @@ class PostStore:
         try:
             self.con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
-            raise HiclError(f"cannot open the post store {path}: {str(exc).splitlines()[0]}") from None
+            raise IndexDamaged(f"cannot open the post store {path}: {str(exc).splitlines()[0]}") from None
         if not read_only:
             self.con.execute(SCHEMA)
             self.con.execute(LEDGER_SCHEMA)
@@ -154,7 +154,7 @@ class PostStore:
                 store.con.execute(f"ATTACH ? AS s{number} (READ_ONLY)", [str(path)])
             except duckdb.Error as exc:
                 store.con.close()
-                raise HiclError(f"cannot open the post store {path}: {str(exc).splitlines()[0]}") from None
+                raise IndexDamaged(f"cannot open the post store {path}: {str(exc).splitlines()[0]}") from None
             parts.append(f"SELECT {', '.join(COLUMNS)} FROM s{number}.posts")
         union = " UNION ALL ".join(parts)
         if len(deleted):

@@ -10,7 +10,7 @@ import numpy as np
 from ..core import native
 from ..core.bounds import COUNT, K_FACTOR, check
 from ..core.config import DeviceConfig
-from ..core.errors import HiclError
+from ..core.errors import HiclError, IndexDamaged
 from ..core.text import check_unicode, is_blank, strip_hashtags
 from ..encoding.devices import check_batch_limits, check_index_dtype
 from ..encoding.encoder import Encoder
@@ -119,7 +119,7 @@ class Retriever:
         elif self.manifest.encoder.normalize_vectors and (np.abs(scores[found]) > 1 + COSINE_SLACK).any():
             problem = f"a cosine of {float(np.abs(scores[found]).max()):.3g} between unit vectors"
         if problem:
-            raise HiclError(f"{self.directory.path} answered with {problem}: its files are damaged; "
+            raise IndexDamaged(f"{self.directory.path} answered with {problem}: its files are damaged; "
                             f"run `hicl-retrieval verify {self.directory.path}`")
 
     def search(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -22,7 +23,7 @@ from ..core.config import DeviceConfig, RayConfig, ReaderConfig
 from ..core.errors import HiclError
 from ..core.progress import advance
 from ..core.text import check_unicode
-from ..corpus import Corpus, Post, Reject, normalize_post_id, record_chunks
+from ..corpus import Corpus, Post, Records, Reject, normalize_post_id, record_chunks
 from ..encoding.encoder import Encoder
 from ..encoding.pools import Encoding, open_encoding
 from ..index.changes import generation, switch, writing
@@ -62,7 +63,7 @@ def add_posts(
     chunk_size: int = 4096,
     progress: bool = True,
 ) -> AddReport:
-    """Add the good posts of `corpus` to the index at `path` as one new segment, encoding only them.
+    """Add the good posts of the files `corpus` to the index at `path` as one new segment, encoding only them.
 
     Posts whose post id the index (or an earlier line of `corpus`) already holds are skipped,
     checked a chunk at a time against the post store. The new segment's FAISS part starts from
@@ -71,8 +72,33 @@ def add_posts(
     precision the index records, where `running` says or in Ray actors with `ray` (as `build`).
     """
     check("--chunk-size", chunk_size, COUNT)
+    return _add_from(path, Corpus(corpus, reader or ReaderConfig()), encoder, running, ray, chunk_size, progress)
+
+
+def add_records(
+    path: str | Path,
+    records: Iterable[dict[str, Any] | Post],
+    *,
+    source: str = "records",
+    reader: ReaderConfig | None = None,
+    encoder: Encoder | None = None,
+    running: DeviceConfig | None = None,
+    chunk_size: int = 4096,
+    progress: bool = False,
+) -> AddReport:
+    """`add_posts` of posts given as objects, not files: dicts read as the JSON reader reads one object of a
+    file (``{"id": "1", "text": "...", "author": "...", "created_at": "..."}`` or an API tweet), or `Post`s.
+
+    Each post records `source` and its number in `records` (from 1) as where it came from; `reader`
+    gives the field names and time format as it does for files.
+    """
+    check("--chunk-size", chunk_size, COUNT)
+    return _add_from(path, Records(records, source, reader), encoder, running, None, chunk_size, progress)
+
+
+def _add_from(path: str | Path, posts_in: Corpus | Records, encoder: Encoder | None, running: DeviceConfig | None,
+              ray: RayConfig | None, chunk_size: int, progress: bool) -> AddReport:
     started = time.perf_counter()
-    posts_in = Corpus(corpus, reader or ReaderConfig())
     report = AddReport(warnings=[posts_in.skipped_summary()] if posts_in.skipped else [])
     with writing(path) as (directory, manifest):
         encoding = open_encoding(manifest.encoder, running or DeviceConfig(), ray, encoder=encoder,
@@ -83,7 +109,7 @@ def add_posts(
             encoding.close()
 
 
-def _add(directory: IndexDir, manifest: Manifest, posts_in: Corpus, encoder: Encoding, report: AddReport,
+def _add(directory: IndexDir, manifest: Manifest, posts_in: Corpus | Records, encoder: Encoding, report: AddReport,
          chunk_size: int, progress: bool, started: float) -> AddReport:
     if encoder.dim != manifest.dim:
         raise HiclError(f"the encoder gives {encoder.dim}-dimensional vectors, the index holds {manifest.dim}")
@@ -120,7 +146,7 @@ def _add(directory: IndexDir, manifest: Manifest, posts_in: Corpus, encoder: Enc
     return report
 
 
-def _new_posts(posts_in: Corpus, existing: PostStore, chunk_size: int) -> Iterator[tuple]:
+def _new_posts(posts_in: Corpus | Records, existing: PostStore, chunk_size: int) -> Iterator[tuple]:
     """(chunk, its posts whose post id is new, its rejects, records read so far) for each chunk."""
     seen: set[str] = set()
     records = 0
