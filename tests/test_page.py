@@ -10,7 +10,8 @@ from helpers import Server
 from hicl_retrieval import BuildConfig, Retriever, build_index
 
 pytest.importorskip("uvicorn", reason="install the [serve] extra: pip install 'hicl-retrieval[serve]'")
-from hicl_retrieval.service.app import ServiceConfig, create_app  # noqa: E402
+from hicl_retrieval.service.app import create_app  # noqa: E402
+from hicl_retrieval.service.config import ServiceConfig  # noqa: E402
 
 TOKEN = "page-token"
 TWEET_ID = 1790000000000000000

@@ -1,6 +1,7 @@
 """The search service on a real uvicorn server on loopback: every endpoint, bad requests, the token."""
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +14,8 @@ from hicl_retrieval import BuildConfig, Retriever, build_index
 from hicl_retrieval.cli import main
 
 uvicorn = pytest.importorskip("uvicorn", reason="install the [serve] extra: pip install 'hicl-retrieval[serve]'")
-from hicl_retrieval.service.app import ServiceConfig, create_app  # noqa: E402
+from hicl_retrieval.service.app import create_app  # noqa: E402
+from hicl_retrieval.service.config import ServiceConfig  # noqa: E402
 
 TOKEN = "s3cret-token"
 
@@ -26,7 +28,8 @@ def served(tmp_path_factory, tiny_encoder):
                 encoder=tiny_encoder)
     retriever = Retriever(root / "index", encoder=tiny_encoder)
     server = Server(create_app(root / "index", retriever=retriever,
-                               config=ServiceConfig(max_k=50, max_body_bytes=4096, token=TOKEN)), token=TOKEN)
+                               config=ServiceConfig(max_k=50, max_hits=500, max_body_bytes=4096, token=TOKEN)),
+                    token=TOKEN)
     yield server, retriever
     server.stop()
     retriever.close()
@@ -65,16 +68,23 @@ def test_posts_info_health_and_the_openapi_page(served):
                                                            "token_required": True})
     status, spec = server.call("GET", "/openapi.json")
     assert status == 200 and {"/search", "/posts/{post_id}", "/info", "/health"} <= set(spec["paths"])
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/docs", timeout=10) as page:
+    docs = urllib.request.Request(f"http://127.0.0.1:{server.port}/docs", headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(docs, timeout=10) as page:
         assert page.status == 200 and b"swagger" in page.read().lower()
 
 
-def test_the_token_is_required_and_checked(served):
+def test_the_token_is_required_and_checked_before_anything_else(served):
     server, _ = served
-    for token in (None, "wrong", TOKEN + "x"):
+    for token in (None, "wrong", TOKEN + "x", "s3cret-tokën"):
         status, answer = server.call("POST", "/search", {"queries": "river"}, token=token)
         assert status == 401 and "bearer token" in answer["error"]
-    assert server.call("GET", "/info", token=None)[0] == 401
+    for method, path in (("GET", "/info"), ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/posts/1002"),
+                         ("POST", "/add"), ("GET", "/no-such-path")):
+        assert server.call(method, path, token=None)[0] == 401, path
+    # a malformed or oversized body without the token learns only that the token is missing
+    assert server.call("POST", "/search", raw=b"{not json", token=None)[0] == 401
+    assert server.call("POST", "/search", raw=b"x" * 100_000, token=None)[0] == 401
+    assert server.call("GET", "/health", token=None)[0] == 200
 
 
 @pytest.mark.parametrize("body, status, message", [
@@ -91,8 +101,27 @@ def test_the_token_is_required_and_checked(served):
     ({"queries": "river", "colour": "red"}, 422, "colour"),
     ({"queries": "x" * 100_000}, 413, "over 4096 bytes"),
     ({"queries": ["river"] * 300}, 400, "queries: at most 256 a request, not 300"),
+    ({"queries": ["river"] * 11, "k": 50}, 400, "11 queries x k=50 ask for 550 hits; at most 500 a request"),
+    ({"queries": "river", "k": True}, 422, "k: Input should be a valid integer"),
+    ({"queries": "river", "k": "3"}, 422, "k: Input should be a valid integer"),
+    ({"queries": "river", "k": 2.0}, 422, "k: Input should be a valid integer"),
+    ({"queries": "river", "dedupe": "no"}, 422, "dedupe: Input should be a valid boolean"),
+    ({"queries": "river", "strip_hashtags": 1}, 422, "strip_hashtags: Input should be a valid boolean"),
+    ({"queries": ["river", 5]}, 422, "queries"),
+    ({"queries": "river", "filter": [{"field": "author", "op": "in", "value": 5}]}, 422, "filter[0].value"),
+    (b'{"queries": "\\ud800 x"}', 400, "the query is not valid UTF-8 (it holds the lone surrogate \\ud800)"),
+    (b'{"queries": ["river", "\\udcff"]}', 400, "the query (query 2 of 2) is not valid UTF-8"),
+    (b'{"queries": "river", "filter": [{"field": "author", "op": "in", "value": ["\\ud800"]}]}', 400,
+     "the author filter's name '\\ud800' is not valid UTF-8"),
+    (b'{"queries": "river", "filter": [{"field": "hashtag", "op": "has", "value": "#a\\ud800"}]}', 400,
+     "the hashtag filter's tag is not valid UTF-8"),
+    (b'{"queries": "river", "filter": [{"field": "created_at", "op": ">=", "value": "2024\\ud800"}]}', 400,
+     "the created_at filter's time is not valid UTF-8"),
+    ({"queries": "\u200b\u2060"}, 400, "the query shows nothing (only invisible characters)"),
 ], ids=["malformed", "queries-type", "k-type", "k0", "k-over", "field", "op", "time", "empty", "none", "extra",
-        "huge-query", "many"])
+        "huge-query", "many", "hits", "k-true", "k-text", "k-float", "dedupe-text", "strip-number", "query-number",
+        "filter-number", "surrogate", "surrogate-second", "surrogate-author", "surrogate-tag", "surrogate-time",
+        "invisible"])
 def test_bad_requests_get_a_4xx_json_error_naming_the_problem(served, body, status, message):
     server, _ = served
     raw = body if isinstance(body, bytes) else None
@@ -215,7 +244,7 @@ def test_concurrent_searches_are_encoded_together_and_each_gets_its_own_answer(s
         got, want = answer["results"][0], expected[query]
         assert got["query"] == query and {h["post_id"] for h in got["hits"]} == {h["post_id"] for h in want["hits"]}
         np.testing.assert_allclose([h["score"] for h in got["hits"]], [h["score"] for h in want["hits"]], atol=1e-4)
-    batches = app.state.batcher.batches
+    batches = app.state.service.batcher.batches
     assert batches == 16 if max_batch == 1 else batches < 8, batches
 
 
@@ -231,11 +260,27 @@ def test_writable_add_and_delete_change_the_index_and_a_read_only_service_refuse
     writable = Server(create_app(tmp_path / "index", retriever=Retriever(tmp_path / "index", encoder=tiny_encoder),
                                  config=ServiceConfig(writable=True)))
     try:
-        posts = [{"id": f"lava{i}", "text": f"lava flows toward the village road {i} #lava", "author": "obs"}
-                 for i in range(3)] + [{"id": "1001", "text": "a post id the index has"}, {"text": ""}]
-        status, report = writable.call("POST", "/add", {"posts": posts}, token=None)
-        assert status == 200 and (report["added"], report["known"], report["read"]) == (3, 1, 5), report
-        assert report["rejected"] == {"empty_text": 1}
+        posts = [{"id": f"lava{i}", "text": f"lava flows toward the village road {i} #lava", "author": "obs",
+                  "created_at": f"0{i + 1}/05/2024 10:00"} for i in range(3)] + [{"id": "1001", "text": "a known post id"}]
+        bad = [{"text": ""}, {"id": {"a": 1}, "text": "an id object"}, {"text": "lone \ud800"}, {"words": "x"},
+               {"text": "a time", "created_at": "yesterday"}]
+        status, answer = writable.call("POST", "/add", {"posts": posts + bad, "time_format": "%d/%m/%Y %H:%M"},
+                                       token=None)
+        assert status == 422 and answer["error"] == (
+            "nothing added: posts[4]: text is empty (empty_text); posts[5]: the post id is an object, not a string "
+            "or a number (bad_field); posts[6]: text is not valid UTF-8 (bad_utf8); posts[7]: no text field among "
+            "keys words (missing_text); posts[8]: its time cannot be read (bad_created_at); write it in ISO 8601 or "
+            "name its format in the request's time_format (a strptime format such as %d/%m/%Y %H:%M, unix or "
+            "unix_ms)"), answer
+        assert "hicl-serve" not in answer["error"] and "--time-format" not in answer["error"]
+        assert writable.call("GET", "/info", token=None)[1]["posts"] == 62  # nothing was added
+        status, answer = writable.call("POST", "/add", {"posts": posts}, token=None)
+        assert status == 422 and "posts[0]: its time cannot be read" in answer["error"]
+        status, report = writable.call("POST", "/add", {"posts": posts, "time_format": "%d/%m/%Y %H:%M"}, token=None)
+        assert status == 200 and (report["added"], report["known"], report["read"]) == (3, 1, 4), report
+        status, lava = writable.call("GET", "/posts/lava2", token=None)
+        assert (lava["source"], lava["line"], lava["created_at"]) == (report["source"], 3, "2024-05-03T10:00:00")
+        assert re.fullmatch(r"http \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", report["source"])
         status, answer = writable.call("POST", "/search", {"queries": "lava flows", "k": 3, "dedupe": False,
                                                            "filter": [{"field": "hashtag", "op": "has",
                                                                        "value": "lava"}]}, token=None)
@@ -246,6 +291,8 @@ def test_writable_add_and_delete_change_the_index_and_a_read_only_service_refuse
         assert writable.call("GET", "/posts/lava1", token=None)[0] == 200
         assert writable.call("POST", "/add", {"posts": []}, token=None)[0] == 400
         assert writable.call("POST", "/add", {"posts": "lava"}, token=None)[0] == 422
+        assert writable.call("POST", "/add", {"posts": [posts[0], 5]}, token=None) == (
+            422, {"error": "posts[1]: Input should be a valid dictionary"})
         status, answer = writable.call("POST", "/delete", {}, token=None)
         assert status == 400 and "say which posts to delete" in answer["error"]
     finally:
