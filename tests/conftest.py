@@ -7,8 +7,17 @@ import string
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The fuzzing tests (test_fuzz.py, test_serve_fuzz.py) run the ``ci`` profile by default: a fixed set of
+# examples (derandomised, so a run is repeatable); ``HYPOTHESIS_PROFILE=explore`` draws new ones, many more.
+settings.register_profile("ci", max_examples=300, derandomize=True, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("explore", max_examples=3000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def data_dir() -> Path:

@@ -15,7 +15,6 @@ import csv
 import gzip
 import io
 import json
-import os
 import tempfile
 from pathlib import Path
 
@@ -29,12 +28,6 @@ from hicl_retrieval.core.config import ReaderConfig
 from hicl_retrieval.core.errors import HiclError
 from hicl_retrieval.core.text import is_blank
 from hicl_retrieval.corpus import Corpus, Post, Reject
-
-settings.register_profile("ci", max_examples=300, derandomize=True, deadline=None, database=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("explore", max_examples=3000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 LIMIT = 20_000  # max_record_bytes of these tests: over-long lines stay cheap to make
 

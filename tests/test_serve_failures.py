@@ -1,6 +1,7 @@
 """The service when things go wrong: one request's bad input, slow or abandoned work, a damaged index, a bad
 start. Each case answers its own request, in JSON, with the status that says whose fault it is."""
 
+import http.client
 import json
 import shutil
 import socket
@@ -124,6 +125,23 @@ def test_a_search_whose_requester_timed_out_or_left_is_dropped(index, tiny_encod
         time.sleep(2.2 - (time.perf_counter() - started))
         assert search(server, "river flooding")[0] == 200
         assert encoded == ["the first, slow search", "river flooding"]
+    finally:
+        server.stop()
+        retriever.close()
+
+
+def test_a_body_shorter_than_its_content_length_is_answered_408_in_time(index, tiny_encoder):
+    server, retriever = serve(index, tiny_encoder, body_timeout_s=0.5)
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as client:
+            client.sendall(b'POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+                           b'Content-Length: 100\r\n\r\n{"queries": "river"}')
+            started = time.perf_counter()
+            answer = http.client.HTTPResponse(client)
+            answer.begin()
+            assert (answer.status, json.loads(answer.read())) == (
+                408, {"error": "the body did not arrive within 0.5 s (is its Content-Length right?)"})
+        assert time.perf_counter() - started < 3
     finally:
         server.stop()
         retriever.close()

@@ -33,6 +33,8 @@ def register(commands) -> None:
                        help="how long a search waits for others to batch with (default: 2 ms)")
     serve.add_argument("--timeout", type=float, default=60.0,
                        help="seconds a search may wait and run before it is answered 503 and dropped (default: 60)")
+    serve.add_argument("--body-timeout", type=float, default=10.0,
+                       help="seconds a request's body may take to arrive before it is answered 408 (default: 10)")
     options.add_threads(serve)
     options.add_device(serve)
     serve.set_defaults(run=_serve)
@@ -93,7 +95,8 @@ def _serve(args: argparse.Namespace) -> None:
 
     config = ServiceConfig(max_k=args.max_k, max_hits=args.max_hits, max_body_bytes=args.max_body_bytes,
                            token=_token(args.token_file), max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                           timeout_s=args.timeout, writable=args.writable)
+                           timeout_s=args.timeout, body_timeout_s=args.body_timeout,
+                           writable=args.writable)
     if config.token is None and not is_loopback(args.host):
         if args.writable:
             raise HiclError(f"--writable on --host {args.host} would let anyone who reaches it change the index: "

@@ -29,6 +29,8 @@ class ServiceConfig:
     """Searches waiting at most; past it a search is answered 503."""
     timeout_s: float = setting(60.0, Bounds(low=0, high=3600, open_low=True), option="timeout")
     """How long a search may wait and run; past it the request is answered 503 and its work dropped."""
+    body_timeout_s: float = setting(10.0, Bounds(low=0, high=3600, open_low=True), option="body-timeout")
+    """How long a request's body may take to arrive whole; past it the request is answered 408."""
     writable: bool = False
     """Whether POST /add and POST /delete change the index (else they answer 403)."""
 

@@ -8,6 +8,7 @@ become ``{"error": "..."}``: the request's fault 4xx, the index's (`IndexDamaged
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 
@@ -31,7 +32,8 @@ def error(status: int, message: str, headers: dict | None = None) -> JSONRespons
 
 
 class Guard:
-    """ASGI middleware: the bearer token (compared in constant time), then the body, read whole up to the limit."""
+    """ASGI middleware: the bearer token (compared in constant time), then the body, read whole up to its size
+    limit and within its time limit."""
 
     def __init__(self, app, config: ServiceConfig) -> None:
         self.app, self.config = app, config
@@ -55,8 +57,14 @@ class Guard:
                         "the Content-Length header is not a number")(scope, receive, send)
             return
         body, more = b"", True
+        deadline = asyncio.get_running_loop().time() + self.config.body_timeout_s
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except asyncio.TimeoutError:  # a client that declared more than it sends must not hold us
+                await error(408, f"the body did not arrive within {self.config.body_timeout_s:g} s "
+                                 "(is its Content-Length right?)")(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return  # the client left before sending its body
             body += message.get("body", b"")
