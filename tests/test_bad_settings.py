@@ -5,14 +5,17 @@ The numbers in the test names are the cases of the hardening issue that found th
 
 import io
 import json
+import subprocess
 import sys
+import time
 
 import pytest
-from helpers import write_corpus
+from helpers import free_port, write_corpus
 
 from hicl_retrieval import BuildConfig, HiclError, Retriever
 from hicl_retrieval.cli import main
 from hicl_retrieval.core.config import DeviceConfig, FinetuneConfig, ReaderConfig, TrainConfig
+from hicl_retrieval.corpus import Corpus, Post
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +53,10 @@ BUILD_CASES = [
     (["--max-memory", "0"], "--max-memory must be at least 1, not 0"),
     (["--max-record-bytes", "0"], "--max-record-bytes must be at least 1, not 0"),
     (["--time-format", "dd/mm"], "--time-format 'dd/mm' has no strptime directive"),
+    (["--ray", "local", "--ray-cpus", "0"], "--ray-cpus must be at least 1, not 0"),  # 14
+    (["--ray", "local", "--workers", "0"], "--workers must be at least 1, not 0"),
+    (["--ray", "local", "--gpus-per-worker", "-1"], "--gpus-per-worker must be at least 0, not -1.0"),
+    (["--ray", "local", "--threads", "0"], "--threads must be at least 1, not 0"),
 ]
 
 
@@ -70,6 +77,7 @@ def test_3_8_14_bad_build_settings_are_refused_before_any_work(setup, capsys, tm
         (["query", "{index}", "flood", "--k-factor", "0"], "--k-factor must be at least 1"),
         (["add", "{index}", "{corpus}", "--chunk-size", "0"], "--chunk-size must be at least 1"),
         (["add", "{index}", "{corpus}", "--batch-size", "-1"], "--batch-size must be at least 1"),
+        (["add", "{index}", "{corpus}", "--ray", "local", "--ray-cpus", "0"], "--ray-cpus must be at least 1, not 0"),
         (["reindex", "{index}", "--index", "flat", "--target-recall", "2"], "--target-recall must be above 0"),
         (["reindex", "{index}", "--index", "flat", "--threads", "-1"], "--threads must be at least 1"),
         (["augment", "{index}", "--input", "{examples}", "--out", "{tmp}/a.jsonl", "--top", "0"],
@@ -192,3 +200,52 @@ def test_26_the_progress_bar_has_a_total_and_27_a_folder_is_a_corpus(setup, caps
     assert f"skipped 1 files of no known corpus format: {folder / 'notes.md'}" in captured.err
     assert "reading and encoding: 100%" in captured.err and "65/65 [" in captured.err  # total and ETA known
     assert "read 65, indexed 62" in captured.out
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:{port}", "no-such-host.invalid:6379"])
+def test_13_a_ray_address_where_nothing_answers_fails_in_seconds(setup, tmp_path, address):
+    pytest.importorskip("ray", reason="install the [ray] extra: pip install 'hicl-retrieval[ray]'")
+    _, corpus, _, _, encoder = setup
+    address = address.format(port=free_port())  # a port nothing listens on
+    out = tmp_path / "index"
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "hicl_retrieval.cli", "build", str(corpus), "--out", str(out),
+                           "--encoder", str(encoder), "--quiet", "--ray", address],
+                          capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - started
+    assert done.returncode == 1 and seconds < 30, (seconds, done.stderr)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert lines[0].startswith(f"hicl-retrieval: error: --ray {address}: no Ray cluster answers there (")
+    assert lines[0].endswith("); start one with `ray start --head` or use --ray local")
+    assert ("the host no-such-host.invalid " if "invalid" in address else "connection refused") in lines[0]
+    assert not out.exists() and sorted(tmp_path.iterdir()) == []
+
+
+MIXED_TIMES = "id,text,created_at\n" + "".join(
+    f"{i},river flooding downtown note {i} #topic{i % 5},"
+    + (f"2024-05-{1 + i % 28:02d}T10:00:00Z" if i % 4 == 0 else f"{1 + i % 28:02d}/05/2024 10:{i:02d}") + "\n"
+    for i in range(40)
+)
+
+
+def test_14_times_that_miss_the_given_time_format_are_counted_against_it(setup, capsys, tmp_path):
+    _, _, _, _, encoder = setup
+    path = tmp_path / "posts.csv"
+    path.write_text(MIXED_TIMES, encoding="utf-8")
+    assert main(["build", str(path), "--out", str(tmp_path / "index"), "--encoder", str(encoder), "--quiet",
+                 "--time-format", "%d/%m/%Y %H:%M"]) == 0
+    out = capsys.readouterr().out
+    assert "notes: bad_created_at 10" in out
+    assert (f"warning: 10 of 40 times in {path} did not match --time-format '%d/%m/%Y %H:%M'; "
+            "those posts are kept without a time (bad_created_at)") in out.splitlines()
+    assert "name its format" not in out
+
+    corpus = Corpus([path], ReaderConfig(time_format="%Y-%m-%dT%H:%M:%SZ"))  # the other way round
+    assert sum("bad_created_at" in record.notes for record in corpus if isinstance(record, Post)) == 30
+    assert corpus.time_warnings == [f"30 of 40 times in {path} did not match --time-format '%Y-%m-%dT%H:%M:%SZ'; "
+                                    "those posts are kept without a time (bad_created_at)"]
+    corpus = Corpus([path])  # no format given: most times unreadable, so name one
+    list(corpus)
+    assert corpus.time_warnings == [f"{path}: the time of 30 of 40 posts could not be read (bad_created_at); "
+                                    "name its format with --time-format, e.g. --time-format '%d/%m/%Y %H:%M'"]

@@ -37,7 +37,7 @@ def test_query_text_json_and_file(cli_index, capsys, tmp_path):
     assert set(result["hits"][0]) >= {"id", "score", "text", "hashtags", "author", "created_at", "source", "line"}
 
     queries = tmp_path / "queries.txt"
-    queries.write_text("football final\n\nphone launch #topic3\n", encoding="utf-8")
+    queries.write_text("football final\n\n\u200b \u2060\nphone launch #topic3\n", encoding="utf-8")
     out = tmp_path / "hits.jsonl"
     assert main(["query", str(index), "--file", str(queries), "-k", "4", "--out", str(out), "--strip-hashtags"]) == 0
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
@@ -48,6 +48,9 @@ def test_query_text_json_and_file(cli_index, capsys, tmp_path):
     assert main(["query", str(index), "football final", "-k", "2"]) == 0
     text = capsys.readouterr().out
     assert text.splitlines()[0] == "[1] football final" and " 1. " in text and " 2. " in text
+    assert main(["query", str(index), "\u200b"]) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == ("hicl-retrieval: error: the query shows nothing (only "
+                                                        "invisible characters); give the text of a post, or leave it out")
 
 
 def test_info(cli_index, capsys):

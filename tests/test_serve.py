@@ -276,6 +276,9 @@ def test_writable_add_and_delete_change_the_index_and_a_read_only_service_refuse
         assert writable.call("GET", "/info", token=None)[1]["posts"] == 62  # nothing was added
         status, answer = writable.call("POST", "/add", {"posts": posts}, token=None)
         assert status == 422 and "posts[0]: its time cannot be read" in answer["error"]
+        for time_format in ("%Q", "%d\udcff"):
+            status, answer = writable.call("POST", "/add", {"posts": posts, "time_format": time_format}, token=None)
+            assert status == 400 and answer["error"].startswith(f"time_format {time_format!r} is not a strptime format")
         status, report = writable.call("POST", "/add", {"posts": posts, "time_format": "%d/%m/%Y %H:%M"}, token=None)
         assert status == 200 and (report["added"], report["known"], report["read"]) == (3, 1, 4), report
         status, lava = writable.call("GET", "/posts/lava2", token=None)

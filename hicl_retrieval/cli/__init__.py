@@ -11,7 +11,7 @@ import os
 import sys
 
 from ..core.errors import HiclError
-from . import index_commands, learning_commands, search_commands, serve_command
+from . import index_commands, learning_commands, options, search_commands, serve_command
 from .options import Parser
 
 
@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no bar for loading weights
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
+        options.check_index_names(args)
         args.run(args)
     except HiclError as exc:
         print(f"hicl-retrieval: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)

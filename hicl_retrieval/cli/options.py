@@ -16,6 +16,16 @@ def add_index(command, help: str = "index directory") -> None:
     command.add_argument("index", help=help)
 
 
+def check_index_names(args: argparse.Namespace) -> None:
+    """Refuse an index folder (``args.index``, one or a list) whose name UTF-8 cannot hold, before any work:
+    DuckDB and FAISS open only UTF-8 paths, and fail with a C++ error on others."""
+    from ..core.files import check_name
+
+    index = getattr(args, "index", None)
+    for path in [index] if isinstance(index, str) else index or []:
+        check_name(path, "index folder")
+
+
 def add_threads(command, what: str = "torch and FAISS") -> None:
     command.add_argument("--threads", type=int, help=f"CPU threads for {what} (default: all cores)")
 

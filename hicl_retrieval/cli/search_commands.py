@@ -64,15 +64,17 @@ def register(commands) -> None:
 def _queries(args: argparse.Namespace) -> list[str]:
     if (args.text is None) == (args.file is None):
         raise HiclError("give the query either as TEXT or with --file, not both or neither")
+    from ..core.text import check_unicode, is_blank
+
     if args.text is not None:
         if not args.text.strip():
             raise HiclError("the query is empty; give the text of a post")
-        return [args.text]
+        return [check_unicode(args.text, "the query")]  # before the model loads (the search checks it too)
     from ..core.files import text_lines
 
     stdin = args.file == "-"
     lines = text_lines(sys.stdin.buffer, "standard input") if stdin else text_lines(args.file, "query file")
-    queries = [line.strip() for _, line in lines if line.strip()]
+    queries = [line.strip() for _, line in lines if not is_blank(line)]  # blank, or only invisible characters
     if not queries:
         raise HiclError(f"{'standard input' if stdin else 'query file ' + args.file} holds no queries")
     return queries

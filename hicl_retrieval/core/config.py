@@ -10,6 +10,7 @@ from typing import Any
 
 from .bounds import COUNT, MEMORY, OPTIONAL_COUNT, POSITIVE, RECALL, SHARE, THREADS, Bounds, check_fields, setting
 from .errors import HiclError
+from .files import check_name
 from .text import DEFAULT_HASHTAG_RULE, check_hashtag_rule
 from .times import check_time_format
 
@@ -106,7 +107,10 @@ def resolve_encoder(spec: str, *, pooling: str | None = None) -> EncoderConfig:
     with its own ``hicl-encoder.toml``; any other local directory or a hub id, pooled with
     `pooling` (default ``mean``).
     """
+    check_name(spec, "encoder")
     path = Path(spec).expanduser()
+    if path.exists():  # safetensors and the manifest take only UTF-8 paths, as the folder resolves
+        check_name(path.resolve(), "encoder folder" if path.is_dir() else "encoder file")
     if "/" not in spec and (_preset_dir() / f"{spec}.toml").is_file():
         settings = _load_toml((_preset_dir() / f"{spec}.toml").read_text(), f"preset {spec!r}")
         settings.setdefault("preset", spec)
@@ -185,8 +189,8 @@ class RayConfig:
     """None: 1 where the cluster has GPUs (and the device is not cpu), else 0."""
     threads: int | None = setting(None, THREADS)
     """CPU threads of each actor's torch; None: 1 with no GPU, else 2."""
-    cpus: int | None = setting(None, OPTIONAL_COUNT)
-    """CPUs of a new local cluster; None: every core."""
+    cpus: int | None = setting(None, OPTIONAL_COUNT, option="ray_cpus")
+    """CPUs of a new local cluster (``--ray-cpus``); None: every core."""
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -1,4 +1,9 @@
-"""Paths the user names: corpus sources as the index records them, and output files checked before work."""
+"""Paths the user names: corpus sources as the index records them, and output files checked before work.
+
+Python hands over the bytes of a name that are not UTF-8 (in argv, or listed from a folder) as
+lone surrogates (``\\udcff``). DuckDB, FAISS and JSON take only UTF-8, and the index records
+every source as text, so `check_name` refuses such a name in one line before any work.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,26 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import HiclError
+from .text import check_unicode
+
+
+def shown(path: str | Path | bytes) -> str:
+    """`path` as messages print it: bytes that are not UTF-8 written as ``\\xff``, never as surrogates."""
+    text = os.fsdecode(path)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def check_name(path: str | Path | bytes, what: str, advice: str = "rename it") -> str:
+    """`path` as text, or a `HiclError` when UTF-8 cannot hold it (``the corpus file name ... is not valid UTF-8``)."""
+    text = os.fsdecode(path)
+    try:
+        check_unicode(text, f"the {what} name {shown(text)}")
+    except HiclError as exc:
+        raise HiclError(f"{exc}; {advice}") from None
+    return text
 
 
 def resolved(path: str | Path) -> str:
@@ -29,6 +54,7 @@ def check_output(path: str | Path, *, inputs: Iterable[str | Path] = (), what: s
     Checked before any work, so that a typo in ``--out`` costs nothing and an input is never
     overwritten by its own output.
     """
+    check_name(path, f"{what} file", "choose a name in UTF-8")
     path = Path(path)
     if path.is_dir():
         raise HiclError(f"the {what} {path} is a directory; name a file")
@@ -50,6 +76,7 @@ def text_lines(source: str | Path | BinaryIO, name: str | None = None) -> list[t
     ``UnicodeDecodeError`` traceback.
     """
     if isinstance(source, (str, Path)):
+        check_name(source, name or "file")
         path = Path(source)
         if not path.is_file():
             raise HiclError(f"{name or 'the file'} {path} does not exist")

@@ -8,6 +8,7 @@ run at the same time, so the pools do not oversubscribe the machine.
 
 from __future__ import annotations
 
+import importlib
 import os
 from types import ModuleType
 
@@ -22,9 +23,14 @@ def available_cores() -> int:
 
 
 def faiss() -> ModuleType:
-    """The `faiss` module, imported after torch."""
+    """The `faiss` module, imported after torch.
+
+    torch is loaded by a call rather than an import statement: an import sorter reorders the
+    statements of an import block (one once put ``import faiss`` first here) but never moves an
+    import across a call, whatever directives it knows.
+    """
+    importlib.import_module("torch")
     import faiss as faiss_module
-    import torch  # noqa: F401  (must load first)
 
     return faiss_module
 

@@ -23,20 +23,21 @@ _DIGIT_DATES = {4: "%Y", 6: "%Y%m", 8: "%Y%m%d"}
 _YEAR_MONTH = re.compile(r"^\d{4}-\d{2}$")
 
 
-def check_time_format(time_format: str | None) -> None:
-    """Refuse a `time_format` that is neither a unix name nor a strptime format with a directive."""
+def check_time_format(time_format: str | None, name: str = "--time-format") -> None:
+    """Refuse a `time_format` that is neither a unix name nor a strptime format with a directive; `name` says
+    where it was given (the option, or a request's field)."""
     if time_format is None or time_format in UNIX_FORMATS:
         return
     if "%" not in time_format:
         raise HiclError(
-            f"--time-format {time_format!r} has no strptime directive; write e.g. '%d/%m/%Y %H:%M' "
+            f"{name} {time_format!r} has no strptime directive; write e.g. '%d/%m/%Y %H:%M' "
             f"or one of {', '.join(UNIX_FORMATS)}"
         )
-    sample = datetime(2001, 2, 3, 4, 5, 6, tzinfo=timezone.utc).strftime(time_format)
     try:
+        sample = datetime(2001, 2, 3, 4, 5, 6, tzinfo=timezone.utc).strftime(time_format)
         datetime.strptime(sample, time_format)
-    except ValueError as exc:
-        raise HiclError(f"--time-format {time_format!r} is not a strptime format ({exc})") from None
+    except (ValueError, UnicodeError) as exc:
+        raise HiclError(f"{name} {time_format!r} is not a strptime format ({exc})") from None
 
 
 def _utc(moment: datetime) -> datetime:
@@ -78,6 +79,23 @@ def parse_post_time(value: Any, time_format: str | None = None) -> datetime | No
         return _utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         return _utc(datetime.strptime(text, V1_FORMAT))
+
+
+def time_warning(where: object, unreadable: int, timed: int, time_format: str | None) -> str | None:
+    """What to say of a file (`where`) whose times `unreadable` of `timed` posts could not be read, or None.
+
+    Without a format, a few odd times are noise, and most unreadable means the format is unknown:
+    name it. With one, every time that does not match it is worth a count: it is a second format.
+    """
+    if not unreadable:
+        return None
+    if time_format is not None:
+        return (f"{unreadable} of {timed} times in {where} did not match --time-format {time_format!r}; "
+                "those posts are kept without a time (bad_created_at)")
+    if 2 * unreadable > timed:
+        return (f"{where}: the time of {unreadable} of {timed} posts could not be read (bad_created_at); "
+                "name its format with --time-format, e.g. --time-format '%d/%m/%Y %H:%M'")
+    return None
 
 
 def parse_filter_time(value: str | datetime) -> datetime:

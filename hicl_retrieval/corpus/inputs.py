@@ -2,8 +2,8 @@
 
 A folder stands for the files under it (recursively, in name order) whose names say a known
 format; the others are listed in `Corpus.skipped`. Every file is checked before anything is
-written: it exists, its format is known, a text file is text (not binary, not UTF-16), a CSV
-has its text column.
+written: it exists, its name is UTF-8 (the index records it as text), its format is known, a
+text file is text (not binary, not UTF-16), a CSV has its text column.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ..core.config import ReaderConfig
 from ..core.errors import HiclError
+from ..core.files import check_name, resolved
+from ..core.times import time_warning
 from .columns import Columns
 from .delimited import csv_columns, read_csv
 from .jsonl import count_array_elements, read_jsonl, starts_with_array
@@ -117,7 +119,8 @@ class Corpus:
         self.skipped: list[Path] = []
         """Files inside the folders given whose names say no known format."""
         self.time_warnings: list[str] = []
-        """After a full iteration: files most of whose times could not be read."""
+        """After a full iteration: files most of whose times could not be read, or with `config.time_format`,
+        files some of whose times did not match it."""
         for raw in paths:
             path = Path(raw).expanduser()
             if path.is_dir():
@@ -137,6 +140,7 @@ class Corpus:
             raise HiclError("no corpus files given")
 
     def _checked(self, path: Path) -> CorpusFile:
+        check_name(resolved(path), "corpus file")  # as posts record it: a name given, or one found in a folder
         fmt = detect_format(path, self.config.format)
         if fmt != "parquet":
             problem = sniff_text(path)
@@ -168,11 +172,9 @@ class Corpus:
                     timed += 1
                     unreadable += BAD_CREATED_AT in record.notes
                 yield record
-            if unreadable and 2 * unreadable > timed:
-                self.time_warnings.append(
-                    f"{file.path}: the time of {unreadable} of {timed} posts could not be read (bad_created_at); "
-                    "name its format with --time-format, e.g. --time-format '%d/%m/%Y %H:%M'"
-                )
+            warning = time_warning(file.path, unreadable, timed, self.config.time_format)
+            if warning:
+                self.time_warnings.append(warning)
 
 
 def record_chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:

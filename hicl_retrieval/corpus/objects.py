@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator, Sized
 from typing import Any
 
 from ..core.config import ReaderConfig
+from ..core.times import time_warning
 from .jsonl import posts_of
 from .records import BAD_CREATED_AT, BadRecord, Post, Record, Reject
 
@@ -39,10 +40,9 @@ class Records:
                     timed += 1
                     unreadable += BAD_CREATED_AT in record.notes
                 yield record
-        if unreadable:
-            given = f"--time-format {self.config.time_format!r}" if self.config.time_format else "the formats known"
-            self.time_warnings.append(f"{self.source}: the time of {unreadable} of {timed} posts did not match "
-                                      f"{given} (bad_created_at); those posts are kept without a time")
+        warning = time_warning(self.source, unreadable, timed, self.config.time_format)
+        if warning:
+            self.time_warnings.append(warning)
 
     def _read(self, obj: Any, number: int) -> Iterator[Record]:
         if isinstance(obj, Post):

@@ -17,7 +17,9 @@ which resumes from its last written chunk when run again.
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import threading
 from collections import deque
 
 import numpy as np
@@ -33,6 +35,10 @@ RESTARTS = 3
 """Times Ray restarts a worker that died (and retries its chunks) before the build stops."""
 IN_FLIGHT = 2
 """Chunks sent to each worker ahead of its results: one to encode, one waiting."""
+REACH_SECONDS = 5.0
+"""How long a cluster's address may take to resolve, and then to accept a connection."""
+RAY_CLIENT_PORT = 10001
+"""The port of a ``ray://HOST`` address that names none (Ray Client's default)."""
 
 
 class EncodeWorker:
@@ -60,6 +66,10 @@ def connect(settings: RayConfig) -> None:
         return
     address = settings.address.strip()
     options = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
+    if address not in ("auto", "local") and settings.cpus is not None:
+        raise HiclError("--ray-cpus sizes a new local cluster; a cluster at an address has its own CPUs")
+    if address != "local":
+        check_answers(address)
     if address in ("auto", "local"):
         # auto: RAY_ADDRESS or the cluster `ray start` made here, else a new local one
         try:
@@ -67,12 +77,98 @@ def connect(settings: RayConfig) -> None:
         except ValueError:  # an existing cluster refuses num_cpus
             ray.init(**options)
         return
-    if settings.cpus is not None:
-        raise HiclError("--ray-cpus sizes a new local cluster; a cluster at an address has its own CPUs")
     try:
         ray.init(address=address, **options)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise HiclError(f"--ray {address}: cannot join the Ray cluster ({str(exc).splitlines()[0]})") from None
+
+
+def check_answers(address: str) -> None:
+    """Refuse, within seconds, a cluster address (``--ray``, or for auto RAY_ADDRESS) where nothing answers.
+
+    `ray.init` given such an address retries for about 14 minutes (20 tries of 40 s), and names
+    this host's own address rather than the one given. Its timeouts are read from the environment
+    when Ray is imported (too late to change here) and would be inherited by a local cluster's
+    processes; so the address Ray will dial is resolved, and a TCP connection to it opened, first,
+    each within `REACH_SECONDS`. A server there that is not Ray is left to Ray's own error.
+    """
+    given = address
+    if address == "auto":
+        found = os.environ.get("RAY_ADDRESS")
+        given = f"auto (RAY_ADDRESS={found})" if found else "auto (the cluster `ray start` last made here)"
+    try:
+        dialled = _dialled(None if address == "auto" else address)
+    except (ConnectionError, ValueError) as exc:
+        raise HiclError(f"--ray {given}: not a cluster address ({str(exc).splitlines()[0]}); "
+                        "give auto, local or HOST:PORT (e.g. 10.0.0.5:6379)") from None
+    if dialled is None:
+        return
+    host, port = _host_port(dialled)
+    why = _unanswered(host, port)
+    if why:
+        where = "" if dialled in (address, address.removeprefix("ray://")) else f"Ray dials {dialled}: "
+        raise HiclError(f"--ray {given}: no Ray cluster answers there ({where}{why}); "
+                        "start one with `ray start --head` or use --ray local")
+
+
+def _dialled(address: str | None) -> str | None:
+    """The HOST:PORT `ray.init(address)` connects to, or None where it starts a cluster here.
+
+    A local host name becomes this host's address, as Ray does; ``ray://`` (Ray Client) is dialled as given.
+    """
+    if address is not None and address.startswith("ray://"):
+        rest = address.removeprefix("ray://").rstrip("/")
+        return rest if ":" in rest.lstrip("[").split("]")[-1] else f"{rest}:{RAY_CLIENT_PORT}"
+    if address is not None:
+        _host_port(address)  # Ray logs a traceback for an empty host before it raises
+    from ray._private import services
+
+    return services.canonicalize_bootstrap_address(address)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:6379`` for IPv6) as (host, port), or ValueError."""
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit():
+        raise ValueError(f"{address!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def _unanswered(host: str, port: int) -> str | None:
+    """Why no TCP connection to `host`:`port` opens within `REACH_SECONDS` (each for the look-up and
+    the connection), or None when one does."""
+    found: list = []
+
+    def look_up() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as exc:
+            found.append(exc)
+
+    # getaddrinfo has no timeout of its own: wait for it in a thread, which is left behind if it hangs
+    looking = threading.Thread(target=look_up, daemon=True)
+    looking.start()
+    looking.join(REACH_SECONDS)
+    if not found:
+        return f"the host {host} did not resolve within {REACH_SECONDS:g} s"
+    if isinstance(found[0], Exception):
+        return f"the host {host} is unknown: {_reason(found[0])}"
+    why = "no address"
+    for family, kind, proto, _, address in found[0]:
+        with socket.socket(family, kind, proto) as probe:
+            probe.settimeout(REACH_SECONDS)
+            try:
+                probe.connect(address)
+                return None
+            except OSError as exc:
+                why = _reason(exc)
+    return why
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return "timed out" if isinstance(exc, TimeoutError) else text[:1].lower() + text[1:]
 
 
 def _plan(running: DeviceConfig, settings: RayConfig) -> tuple[int, float, int, str]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import HiclError, IndexDamaged
+from ..core.errors import IndexDamaged
 from ..core.text import extract_hashtags
 
 SCHEMA = """

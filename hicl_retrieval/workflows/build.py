@@ -17,6 +17,7 @@ from tqdm import tqdm
 from ..core import native
 from ..core.config import BuildConfig
 from ..core.errors import HiclError
+from ..core.files import check_name
 from ..core.progress import advance
 from ..corpus import Corpus, Post, Reject, record_chunks
 from ..encoding.encoder import Encoder
@@ -178,6 +179,7 @@ def build_index(
     index and its resumption are the same. `encoder`, if given, is used in this process.
     """
     started = time.perf_counter()
+    check_name(out, "index folder", "choose a name in UTF-8")  # DuckDB and FAISS open only UTF-8 paths
     posts_in = Corpus(corpus, config.reader)
     if all(file.path.stat().st_size == 0 for file in posts_in.files):
         raise HiclError(nothing_indexed(0, Counter()))

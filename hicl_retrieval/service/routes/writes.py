@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 
 from ...core.config import ReaderConfig
 from ...core.errors import HiclError
+from ...core.times import check_time_format
 from ...corpus import Post, Records
 from ...corpus.objects import problems
 from ...workflows.update import add_records, delete_posts
@@ -32,6 +33,7 @@ def add(body: AddRequest, served: Service = Depends(service)) -> dict:
     if not body.posts:
         raise HiclError("posts: give at least one post")
     source = f"http {datetime.now(timezone.utc).isoformat(timespec='seconds').replace('+00:00', 'Z')}"
+    check_time_format(body.time_format, "time_format")
     records = list(Records(body.posts, source, ReaderConfig(format="jsonl", time_format=body.time_format)))
     found = problems(records, time_hint="write it in ISO 8601 or name its format in the request's time_format "
                                         "(a strptime format such as %d/%m/%Y %H:%M, unix or unix_ms)")
