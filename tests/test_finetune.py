@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from helpers import TOPICS
 
@@ -9,7 +10,8 @@ from hicl_retrieval import HiclError
 from hicl_retrieval.cli import main
 from hicl_retrieval.core.config import FinetuneConfig
 from hicl_retrieval.learning.scoring import task_score
-from hicl_retrieval.workflows.finetune import Example, finetune, read_jsonl_split
+from hicl_retrieval.workflows import finetune as finetune_module
+from hicl_retrieval.workflows.finetune import Example, FinetuneReport, SeedResult, finetune, read_jsonl_split
 
 
 def test_official_metrics_on_hand_made_cases():
@@ -35,17 +37,47 @@ def config(tiny_hashencoder):
                           batch_size=8, seeds=(0, 1), learning_rate=1e-3, progress=False)
 
 
-def test_two_stages_and_reproducible_seeds(config):
-    report = finetune(task(48), task(12, 100), task(12, 200), config)
-    assert [r.seed for r in report.results] == [0, 1]
-    for result in report.results:
-        assert 0.0 <= result.test <= 1.0 and result.dev >= result.dev_stage_one
+def test_two_stages_and_reproducible_seeds(config, monkeypatch):
+    runs, test_predictions = [], []  # each seed's run, and what its model predicted for its test split
+    original_run, original_predict = finetune_module._Run.__init__, finetune_module._predict
+
+    def run(self, *args, **kwargs):
+        original_run(self, *args, **kwargs)
+        runs.append(self)
+
+    def predict(model, loader, device):
+        predicted = original_predict(model, loader, device)
+        if loader is runs[-1].loaders["test"]:
+            gold = [label for batch in loader for label in batch["labels"].tolist()]  # in the loader's order
+            test_predictions.append((gold, predicted))
+        return predicted
+
+    monkeypatch.setattr(finetune_module._Run, "__init__", run)
+    monkeypatch.setattr(finetune_module, "_predict", predict)
+    test = task(12, 200)
+    report = finetune(task(48), task(12, 100), test, config)
+    monkeypatch.undo()
+    assert [r.seed for r in report.results] == [0, 1] and len(test_predictions) == 2
+    for result, (gold, predicted) in zip(report.results, test_predictions):
+        assert sorted(gold) == sorted(e.label for e in test)  # the test split, each example once
+        assert result.test == task_score("emotion", gold, predicted)  # the final model's score on it
+        assert result.dev >= result.dev_stage_one
         assert 1 <= result.epochs <= 2 and result.trigger_epochs == 1
     again = finetune(task(48), task(12, 100), task(12, 200), FinetuneConfig(**{**config.__dict__, "seeds": (1,)}))
     assert again.results[0].test == report.results[1].test and again.results[0].dev == report.results[1].dev
     plain = finetune(task(48), task(12, 100), task(12, 200), FinetuneConfig(**{**config.__dict__, "context": False}))
     assert all(r.trigger_epochs == 0 for r in plain.results) and plain.context is False
-    assert report.std >= 0 and set(report.to_dict()) >= {"mean", "std", "seeds"}
+    scores = [r.test for r in report.results]
+    assert report.std == pytest.approx(np.std(scores, ddof=1)) and report.mean == pytest.approx(np.mean(scores))
+    assert report.to_dict()["std"] == report.std and report.to_dict()["mean"] == report.mean
+
+
+@pytest.mark.parametrize("scores", [[0.5, 0.7], [0.2, 0.4, 0.9], [0.6]])
+def test_report_mean_and_std_are_those_of_the_seeds_test_scores(scores):
+    report = FinetuneReport("emotion", True, [SeedResult(seed, 0.0, 0.0, score, 1, 1, 0.0)
+                                              for seed, score in enumerate(scores)])
+    assert report.mean == pytest.approx(np.mean(scores))
+    assert report.std == pytest.approx(np.std(scores, ddof=1) if len(scores) > 1 else 0.0)  # the sample std
 
 
 def test_context_needs_demonstrations(config):

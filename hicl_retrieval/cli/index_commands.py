@@ -117,12 +117,18 @@ def _build(args: argparse.Namespace) -> None:
 
 def _reindex(args: argparse.Namespace) -> None:
     from ..core import native
+    from ..index.tuning import format_against
     from ..workflows.compact import reindex
 
     native.set_threads(args.threads)
     manifest = reindex(args.index, args.faiss_factory, k_factor=args.k_factor, max_memory=options.memory(args),
                        target_recall=args.target_recall)
-    print(f"{args.index}: {manifest.count} posts now in {manifest.faiss_factory}, k_factor {manifest.k_factor}")
+    tuned = ""
+    if manifest.tuning:
+        recall, target = format_against(manifest.tuning["recall_at_10"], manifest.tuning["target"])
+        params = ", ".join(f"{k}={v}" for k, v in manifest.search_params.items())
+        tuned = f", {params} (recall@10 {recall} against exact search, target {target})"
+    print(f"{args.index}: {manifest.count} posts now in {manifest.faiss_factory}, k_factor {manifest.k_factor}{tuned}")
 
 
 def _add(args: argparse.Namespace) -> None:
@@ -170,6 +176,7 @@ def _export(args: argparse.Namespace) -> None:
 
 def _info(args: argparse.Namespace) -> None:
     from ..index.directory import IndexDir
+    from ..index.tuning import format_against
     from ..index.usage import compaction_advice, usage
 
     directory = IndexDir(args.index)
@@ -192,8 +199,9 @@ def _info(args: argparse.Namespace) -> None:
     if manifest.tuning:
         tuning = manifest.tuning
         params = ", ".join(f"{k}={v}" for k, v in manifest.search_params.items())
-        print(f"search      {params}: recall@10 {tuning['recall_at_10']:.3f} against exact search "
-              f"(target {tuning['target']}, {tuning['queries']} corpus posts as queries)")
+        recall, target = format_against(tuning["recall_at_10"], tuning["target"])
+        print(f"search      {params}: recall@10 {recall} against exact search "
+              f"(target {target}, {tuning['queries']} corpus posts as queries)")
     print(f"created     {manifest.created_at}")
     if stats:
         print(f"build       read {stats.get('read')}, indexed {stats.get('indexed')}, "

@@ -9,8 +9,8 @@ import numpy as np
 
 from ..core import native
 from ..core.atomic import replacing
-from ..core.errors import HiclError
-from .planning import train_rows
+from ..core.errors import HiclError, IndexDamaged
+from .planning import TRAINING_ADVICE, check_trainable, train_rows
 
 LOG = logging.getLogger(__name__)
 
@@ -55,13 +55,13 @@ class VectorIndex:
         """The index in `path`; with `mmap`, an IVF index's inverted lists stay on disk, paged in on use."""
         faiss = native.faiss()
         if not path.is_file():
-            raise HiclError(f"the FAISS index {path} is missing")
+            raise IndexDamaged(f"the FAISS index {path} is missing")
         try:
             index = cls(faiss.read_index(str(path), faiss.IO_FLAG_MMAP if mmap else 0))
             index.set_search_params(search_params or {})
         except (RuntimeError, MemoryError) as exc:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise HiclError(f"the FAISS index {path} is damaged and cannot be read ({reason}); "
+            raise IndexDamaged(f"the FAISS index {path} is damaged and cannot be read ({reason}); "
                             f"run `hicl-retrieval verify {path.parent}`") from None
         return index
 
@@ -75,7 +75,8 @@ class VectorIndex:
         """The search parameter that trades speed for recall, and its values from fast to thorough."""
         ivf = self._ivf()
         if ivf is not None:
-            return "nprobe", [2**i for i in range(int(np.log2(ivf.nlist)) + 1)]
+            lists = int(ivf.nlist)  # doubling, and ending on every list (an advised IVF28 is no power of two)
+            return "nprobe", sorted({*(2**i for i in range(lists.bit_length())), lists})
         if isinstance(self._inner(), native.faiss().IndexHNSW):
             return "efSearch", [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
         return None
@@ -95,13 +96,14 @@ class VectorIndex:
     def train(self, vectors: np.ndarray) -> None:
         faiss = native.faiss()
         ivf = self._ivf()
-        pq = getattr(ivf if ivf is not None else self._inner(), "pq", None)
+        coded = ivf if ivf is not None else self._inner()
+        pq = getattr(coded, "pq", None)
         if isinstance(pq, faiss.ProductQuantizer):
             # FAISS's k-means on short sub-vectors is slow on CPU (minutes for 96 sub-quantisers
             # on the default 65,536 points); 64 points a centroid train codes that are re-ranked anyway.
             pq.cp.max_points_per_centroid = 64
-        if hasattr(ivf, "do_polysemous_training"):
-            ivf.do_polysemous_training = False  # minutes of annealing for a Hamming filter we never use
+        if hasattr(coded, "do_polysemous_training"):  # IVF-PQ's, and a plain PQ's (on unless "np" is written)
+            coded.do_polysemous_training = False  # minutes of annealing for a Hamming filter we never use
         self.index.train(np.ascontiguousarray(vectors, dtype=np.float32))
 
     def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
@@ -232,14 +234,24 @@ def exact_search(
     return np.take_along_axis(best_scores, order, axis=1), np.take_along_axis(best_ids, order, axis=1)
 
 
-def trained_index(vectors: np.ndarray, ids: np.ndarray, factory: str, dim: int) -> VectorIndex:
-    """An empty index of `factory`, trained (if the type needs it) on a sample of the rows `ids` of `vectors`."""
+def trained_index(vectors: np.ndarray, ids: np.ndarray, factory: str, dim: int, *,
+                  advice: str = TRAINING_ADVICE) -> VectorIndex:
+    """An empty index of `factory`, trained (if the type needs it) on a sample of the rows `ids` of `vectors`.
+
+    Every build, compact and reindex trains here, so too few posts for the type's k-means are
+    refused here, in one line ending with `advice` (see `check_trainable`), not with FAISS's traceback.
+    """
     index = VectorIndex.create(dim, factory)
     if not index.is_trained:
+        check_trainable(factory, len(ids), advice=advice)
         rng = np.random.default_rng(0)
         sample = np.sort(rng.choice(ids, size=train_rows(factory, len(ids)), replace=False))
         LOG.info("training %s on %d vectors", factory, len(sample))
-        index.train(vectors[sample].astype(np.float32))
+        try:
+            index.train(vectors[sample].astype(np.float32))
+        except RuntimeError as exc:  # a need `check_trainable` does not know (another quantizer's)
+            raise HiclError(f"FAISS cannot train {factory} on {len(sample)} posts "
+                            f"({str(exc).strip().splitlines()[-1]}); {advice.replace('{fitting}', 'Flat')}") from None
     return index
 
 

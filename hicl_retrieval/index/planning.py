@@ -146,10 +146,88 @@ def factory_for(
 
 
 def train_rows(factory: str, posts: int) -> int:
-    """Vectors sampled to train `factory`: 64 per inverted list (FAISS wants at least 39), at most 262,144."""
+    """Vectors sampled to train `factory`: 64 per inverted list (FAISS wants at least 39), at most 262,144,
+    but never fewer than its k-means needs (`least_train_rows`) when there are enough posts."""
     lists = re.search(r"IVF(\d+)", factory)
     wanted = 64 * int(lists.group(1)) if lists else 65536
-    return min(posts, max(wanted if "PQ" not in factory else max(wanted, 16384), 1), 262_144)
+    wanted = min(max(wanted if "PQ" not in factory else max(wanted, 16384), 1), 262_144)
+    return min(posts, max(wanted, least_train_rows(factory)))
+
+
+POINTS_PER_CENTROID = 39
+"""Training points a k-means centroid should have: FAISS warns below it (and fails below one)."""
+_IVF = re.compile(r"IVF(\d+)")
+_PQ = re.compile(r"(?<![O\d])PQ(\d+)(?:x(\d+))?")
+_OPQ = re.compile(r"OPQ\d+(?:_\d+)?,")
+
+
+def least_train_rows(factory: str) -> int:
+    """Vectors FAISS needs to train `factory` at all: a point per centroid of each k-means it runs
+    (one per inverted list; 2^nbits per PQ sub-quantizer; 256 for an OPQ rotation), 1 if it trains none."""
+    lists, pq = _IVF.search(factory), _PQ.search(factory)
+    return max(int(lists.group(1)) if lists else 1, 2 ** int(pq.group(2) or 8) if pq else 1,
+               256 if _OPQ.search(factory) else 1)
+
+
+def training_shortfall(factory: str, posts: int, *, about: bool = False) -> tuple[str, str] | None:
+    """Why `posts` vectors (`about` that many, an estimate) are too few to train `factory`, and a factory
+    string that they train well (``Flat`` where they are too few for any clustering); None when they suffice.
+
+    ``IVF4096,Flat`` on 1092 posts -> ("IVF4096 needs at least 4096 posts to train its lists; these 1092
+    posts allow at most IVF1092 (FAISS advises 39 posts a list: IVF28)", "IVF28,Flat")
+    """
+    these = f"these {'~' if about else ''}{posts} posts"
+    advised = posts // POINTS_PER_CENTROID  # centroids a k-means on these posts trains well
+    problems: list[str] = []
+    changes: list[tuple[re.Match, str | None]] = []  # parts of `factory` to replace so that it fits (None: none does)
+    lists = _IVF.search(factory)
+    if lists and posts < int(lists.group(1)):
+        problems.append(f"{lists.group(0)} needs at least {lists.group(1)} posts to train its lists; {these} "
+                        f"allow at most IVF{posts}"
+                        + (f" (FAISS advises {POINTS_PER_CENTROID} posts a list: IVF{advised})" if advised > 1 else ""))
+        changes.append((lists, f"IVF{advised}" if advised > 1 else None))
+    pq = _PQ.search(factory)
+    nbits = int(pq.group(2) or 8) if pq else 0
+    if pq and posts < 2**nbits:
+        most, bits = int(math.log2(max(posts, 1))), int(math.log2(max(advised, 1)))
+        problems.append(f"PQ{pq.group(1)}x{nbits} needs at least {2**nbits} posts to train its codes "
+                        f"(2^{nbits} centroids a sub-vector); {these} allow at most PQ{pq.group(1)}x{most}"
+                        + (f" (FAISS advises {POINTS_PER_CENTROID} posts a centroid: PQ{pq.group(1)}x{bits})"
+                           if bits > 1 else ""))
+        changes.append((pq, f"PQ{pq.group(1)}x{bits}" if bits > 1 else None))
+    opq = _OPQ.search(factory)
+    if opq and posts < 256:
+        problems.append(f"its OPQ rotation needs at least 256 posts to train; {these} are fewer")
+        changes.append((opq, ""))  # dropped
+    if not problems:
+        return None
+    if any(replacement is None for _, replacement in changes):
+        return "; ".join(problems), "Flat"  # too few posts for any clustering to pay: search them all
+    fitting = factory
+    for match, replacement in sorted(changes, key=lambda change: -change[0].start()):
+        fitting = fitting[: match.start()] + replacement + fitting[match.end():]
+    return "; ".join(problems), fitting.removeprefix("IDMap2,").removeprefix("IDMap,")
+
+
+TRAINING_ADVICE = "choose --index {fitting} or --index auto"
+"""What a build or reindex refused by `check_trainable` should do; {fitting}: a factory string the posts can train."""
+ESTIMATE_SLACK = 1.25
+"""How far below the truth a corpus's estimated record count may be (it scales a sample of each big file)."""
+
+
+def check_trainable(factory: str, posts: int, *, about: bool = False, advice: str = TRAINING_ADVICE) -> None:
+    """Raise a `HiclError` when `posts` vectors are too few to train `factory` (see `training_shortfall`),
+    ending with `advice` ({fitting} replaced), before FAISS fails on it with a traceback.
+
+    With `about` (`posts` is an estimate, 0 when unknown) only a count short even with `ESTIMATE_SLACK`
+    more posts is refused: a build checks its estimate before encoding, and its true count after.
+    """
+    if about and (not posts or training_shortfall(factory, math.ceil(posts * ESTIMATE_SLACK)) is None):
+        return
+    shortfall = training_shortfall(factory, posts, about=about)
+    if shortfall is not None:
+        problem, fitting = shortfall
+        raise HiclError(f"{problem}; {advice.replace('{fitting}', fitting)}")
 
 
 def plan_index(

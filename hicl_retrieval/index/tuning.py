@@ -13,6 +13,17 @@ from .manifest import Manifest
 LOG = logging.getLogger(__name__)
 
 
+def format_against(value: float, target: float, *, least: int = 2, most: int = 10) -> tuple[str, str]:
+    """`value` and `target` printed with as few decimals (at least `least`) as tell them apart, trailing zeros
+    dropped: (0.9998, 1.0) -> ("0.9998", "1"); (0.912, 0.95) -> ("0.91", "0.95"). Rounding keeps their order,
+    so a value under its target never prints as reaching it; equal ones print alike."""
+    for decimals in range(least, most + 1):
+        shown = f"{value:.{decimals}f}", f"{target:.{decimals}f}"
+        if shown[0] != shown[1]:
+            break
+    return shown[0].rstrip("0").rstrip("."), shown[1].rstrip("0").rstrip(".")
+
+
 def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     """Mean share of each row's true top-`k` ids that `found`'s top-`k` holds."""
     hits = sum(len(set(f[:k].tolist()) & set(t[:k].tolist()) - {-1}) for f, t in zip(found, truth))
@@ -85,8 +96,8 @@ def tuned_manifest(manifest: Manifest, index: VectorIndex, stored: np.ndarray, i
     """`manifest` with the search parameters that reach recall@10 `target` on `index` (see `tune`)."""
     tuning = tune(index, stored, ids, k_factor=manifest.k_factor, target=target)
     if tuning.params:
-        LOG.info("tuned %s: recall@10 %.3f (target %.2f)", tuning.params, tuning.recall_at_10, target)
+        recall, wanted = format_against(tuning.recall_at_10, target)
+        LOG.info("tuned %s: recall@10 %s (target %s)", tuning.params, recall, wanted)
         if tuning.recall_at_10 < target:
-            LOG.warning("%s reaches recall@10 %.3f only, below the target %.2f", manifest.faiss_factory,
-                        tuning.recall_at_10, target)
+            LOG.warning("%s reaches recall@10 %s only, below the target %s", manifest.faiss_factory, recall, wanted)
     return replace(manifest, search_params=tuning.params, tuning=tuning.to_dict() if tuning.params else {})

@@ -25,7 +25,7 @@ from ..encoding.pools import Encoding, open_encoding
 from ..index.directory import IndexDir
 from ..index.faiss_index import VectorIndex, default_k_factor, effective_factory, trained_index
 from ..index.manifest import REJECTS, Manifest
-from ..index.planning import IndexPlan, check_fits, factory_for, free_disk, plan_index
+from ..index.planning import IndexPlan, check_fits, check_trainable, factory_for, free_disk, plan_index
 from ..index.tuning import tuned_manifest
 from ..index.writer import SegmentWriter, nothing_indexed, write_trained
 
@@ -200,6 +200,7 @@ def _build(posts_in: Corpus, out: Path, config: BuildConfig, encoder: Encoding, 
     plan = plan_for(config.faiss_factory, estimated, encoder, config)
     announce(f"plan: {plan.describe()}")
     check_fits(plan, max_memory=config.max_memory, free_disk=free_disk(Path(out)))
+    check_trainable(plan.factory, estimated, about=True)  # surely too few posts: refused before any encoding
     folder_existed = Path(out).is_dir()
     directory, resuming = IndexDir.for_build(out, _build_state(posts_in, encoder, config), overwrite=config.overwrite)
     with SegmentWriter(directory, BUILD_SEGMENT, dim=encoder.dim, first_id=0,
@@ -239,6 +240,8 @@ def _build(posts_in: Corpus, out: Path, config: BuildConfig, encoder: Encoding, 
             raise HiclError(message)
         plan = plan_for(config.faiss_factory, report.indexed, encoder, config)
         check_fits(plan, max_memory=config.max_memory)  # the disk is mostly written by now
+        check_trainable(plan.factory, report.indexed, advice=f"the encoded posts stay in {directory.path}: rerun "
+                        "the build with --index {fitting} (or --index auto) to finish it without encoding again")
         ids = writer.store.ids()
         trained = trained_index(writer.vectors(), ids, plan.factory, encoder.dim)
         write_trained(directory, trained, BUILD_TRAINED)

@@ -17,7 +17,7 @@ from ..index.checksums import damaged_ranges
 from ..index.directory import IndexDir
 from ..index.faiss_index import default_k_factor, effective_factory, trained_index
 from ..index.manifest import MANIFEST, REJECTS, WRITE_LOCK, Manifest
-from ..index.planning import check_fits, factory_for, free_disk, plan_index
+from ..index.planning import check_fits, check_trainable, factory_for, free_disk, plan_index
 from ..index.segments import SegmentVectors
 from ..index.tuning import tuned_manifest
 from ..index.writer import SegmentWriter, new_segment_name, write_part, write_trained
@@ -37,6 +37,8 @@ def compact(path: str | Path, *, target_recall: float | None = None) -> Manifest
         return _convert_format_1(path, target_recall)
     with writing(path) as (directory, manifest):
         directory.check_vectors(manifest)
+        if manifest.count:  # none left: `_merged` says so
+            check_trainable(manifest.faiss_factory, manifest.count, advice=_keeps_type(directory))
         with SegmentWriter(directory, new_segment_name(), dim=manifest.dim, first_id=manifest.next_id,
                            hashtag_rule=manifest.hashtag_rule, rejects_start=manifest.files.get(REJECTS, 0)) as writer:
             writer.copy([directory.file(s.store_file) for s in manifest.segments], directory.deleted_ids(manifest),
@@ -50,13 +52,21 @@ def _merged(directory: IndexDir, writer: SegmentWriter, manifest: Manifest, targ
     ids = writer.store.ids()
     if not len(ids):
         raise HiclError(f"every post of {directory.path} is deleted; build it again instead of compacting it")
-    trained = trained_index(writer.vectors(), ids, manifest.faiss_factory, manifest.dim)
+    trained = trained_index(writer.vectors(), ids, manifest.faiss_factory, manifest.dim,
+                            advice=_keeps_type(directory))
     trained_file = write_trained(directory, trained)
     segment = writer.seal(trained, ids)
-    merged = dataclasses.replace(manifest, segments=(), deletions=(), trained_file=trained_file, count=0)
+    merged = dataclasses.replace(manifest, segments=(), deletions=(), trained_file=trained_file, count=0,
+                                 search_params={}, tuning={})  # `tuned_manifest` measures them again
     merged = merged.with_segment(segment)
     target = target_recall if target_recall is not None else manifest.tuning.get("target", 0.95)
     return tuned_manifest(merged, directory.open_faiss(merged, mmap=False), directory.open_vectors(merged), ids, target)
+
+
+def _keeps_type(directory: IndexDir) -> str:
+    """The advice for a compaction whose index type its posts cannot train (see `check_trainable`)."""
+    return (f"compact keeps the index type, so reindex it first: "
+            f"hicl-retrieval reindex {directory.path} --index {{fitting}}")
 
 
 def _convert_format_1(path: str | Path, target_recall: float | None) -> Manifest:
@@ -124,9 +134,9 @@ def reindex(
             faiss_file = f"{segment.name}-{number}.faiss"
             write_part(directory.file(faiss_file), trained, vectors, own)
             segments.append(dataclasses.replace(segment, faiss_file=faiss_file))
-        manifest = dataclasses.replace(
+        manifest = dataclasses.replace(  # the old type's search parameters mean nothing to the new one
             manifest, faiss_factory=factory, k_factor=k_factor if k_factor is not None else plan.k_factor,
-            segments=tuple(segments), trained_file=trained_file,
+            segments=tuple(segments), trained_file=trained_file, search_params={}, tuning={},
         )
         manifest = tuned_manifest(manifest, directory.open_faiss(manifest, mmap=False), vectors, ids, target_recall)
         return switch(directory, manifest)
