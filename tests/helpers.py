@@ -53,6 +53,17 @@ def write_corpus(path: Path) -> list[dict]:
     return rows
 
 
+def built_index(root: Path, encoder) -> Path:
+    """`root`/index: `write_corpus`'s posts (in `root`/posts.jsonl) built with `encoder` (its manifest names the
+    model, so a subprocess can load it too)."""
+    from hicl_retrieval import BuildConfig, build_index
+
+    write_corpus(root / "posts.jsonl")
+    build_index([root / "posts.jsonl"], root / "index", BuildConfig(encoder=encoder.config, progress=False),
+                encoder=encoder)
+    return root / "index"
+
+
 def write_posts(path: Path, count: int) -> list[dict]:
     """`count` topical posts with ids 0.. (every 97th also #rare)."""
     rows = topical_rows(count)

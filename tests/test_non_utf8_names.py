@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import write_corpus
+from helpers import built_index
 
-from hicl_retrieval import BuildConfig, build_index
 from hicl_retrieval.cli import main
 
 BAD = b"\xff"
@@ -24,9 +23,7 @@ BAD = b"\xff"
 def built(tmp_path_factory, tiny_encoder):
     """A small index of the tiny model (its manifest names the model, so a subprocess can load it)."""
     root = tmp_path_factory.mktemp("bytes")
-    write_corpus(root / "posts.jsonl")
-    build_index([root / "posts.jsonl"], root / "index", BuildConfig(encoder=tiny_encoder.config, progress=False),
-                encoder=tiny_encoder)
+    built_index(root, tiny_encoder)
     return root
 
 

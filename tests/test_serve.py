@@ -8,7 +8,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from helpers import Server, free_port, write_corpus
+from helpers import Server, built_index, free_port, write_corpus
 
 from hicl_retrieval import BuildConfig, Retriever, build_index
 from hicl_retrieval.cli import main
@@ -23,9 +23,7 @@ TOKEN = "s3cret-token"
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_encoder):
     root = tmp_path_factory.mktemp("served")
-    write_corpus(root / "posts.jsonl")
-    build_index([root / "posts.jsonl"], root / "index", BuildConfig(encoder=tiny_encoder.config, progress=False),
-                encoder=tiny_encoder)
+    built_index(root, tiny_encoder)
     retriever = Retriever(root / "index", encoder=tiny_encoder)
     server = Server(create_app(root / "index", retriever=retriever,
                                config=ServiceConfig(max_k=50, max_hits=500, max_body_bytes=4096, token=TOKEN)),

@@ -12,9 +12,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from helpers import Server, free_port, write_corpus
+from helpers import Server, built_index, free_port
 
-from hicl_retrieval import BuildConfig, HiclError, Retriever, build_index
+from hicl_retrieval import HiclError, Retriever
 from hicl_retrieval.cli import main
 
 pytest.importorskip("uvicorn", reason="install the [serve] extra: pip install 'hicl-retrieval[serve]'")
@@ -26,11 +26,7 @@ INNOCENT = [f"river flooding update number {i}" for i in range(10)]
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, tiny_encoder):
-    root = tmp_path_factory.mktemp("failures")
-    write_corpus(root / "posts.jsonl")
-    build_index([root / "posts.jsonl"], root / "index", BuildConfig(encoder=tiny_encoder.config, progress=False),
-                encoder=tiny_encoder)
-    return root / "index"
+    return built_index(tmp_path_factory.mktemp("failures"), tiny_encoder)
 
 
 @pytest.fixture

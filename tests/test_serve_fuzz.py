@@ -14,11 +14,11 @@ import threading
 import urllib.parse
 
 import pytest
-from helpers import Server, write_corpus
+from helpers import Server, built_index
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hicl_retrieval import BuildConfig, Retriever, build_index
+from hicl_retrieval import Retriever
 
 pytest.importorskip("uvicorn", reason="install the [serve] extra: pip install 'hicl-retrieval[serve]'")
 from hicl_retrieval.service.app import create_app  # noqa: E402
@@ -58,9 +58,7 @@ class Innocent(threading.Thread):
 def servers(tmp_path_factory, tiny_encoder):
     """A read-only service with a token and an innocent client searching it, and a writable one without a token."""
     root = tmp_path_factory.mktemp("fuzz-serve")
-    write_corpus(root / "posts.jsonl")
-    build_index([root / "posts.jsonl"], root / "index", BuildConfig(encoder=tiny_encoder.config, progress=False),
-                encoder=tiny_encoder)
+    built_index(root, tiny_encoder)
     shutil.copytree(root / "index", root / "writable")
     retrievers = [Retriever(root / name, encoder=tiny_encoder) for name in ("index", "writable")]
     limits = {"max_k": 50, "max_hits": 400, "max_body_bytes": 8192, "max_wait_ms": 5, "body_timeout_s": 0.5}

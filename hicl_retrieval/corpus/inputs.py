@@ -16,13 +16,12 @@ from pathlib import Path
 from ..core.config import ReaderConfig
 from ..core.errors import HiclError
 from ..core.files import check_name, resolved
-from ..core.times import time_warning
 from .columns import Columns
 from .delimited import csv_columns, read_csv
 from .jsonl import count_array_elements, read_jsonl, starts_with_array
 from .lines import read_text
 from .parquet import parquet_columns, parquet_rows, read_parquet
-from .records import BAD_CREATED_AT, Post, Record
+from .records import Record, noting_times
 from .streams import read_sample, sniff_text
 
 FORMATS = ("text", "jsonl", "csv", "tsv", "parquet")
@@ -166,15 +165,8 @@ class Corpus:
     def __iter__(self) -> Iterator[Record]:
         self.time_warnings = []
         for file in self.files:
-            timed = unreadable = 0
-            for record in read_file(file.path, file.format, self.config):
-                if isinstance(record, Post) and (record.created_at is not None or record.notes):
-                    timed += 1
-                    unreadable += BAD_CREATED_AT in record.notes
-                yield record
-            warning = time_warning(file.path, unreadable, timed, self.config.time_format)
-            if warning:
-                self.time_warnings.append(warning)
+            yield from noting_times(read_file(file.path, file.format, self.config), file.path,
+                                    self.config.time_format, self.time_warnings)
 
 
 def record_chunks(records: Iterable[Record], size: int) -> Iterator[list[Record]]:

@@ -12,9 +12,8 @@ from collections.abc import Iterable, Iterator, Sized
 from typing import Any
 
 from ..core.config import ReaderConfig
-from ..core.times import time_warning
 from .jsonl import posts_of
-from .records import BAD_CREATED_AT, BadRecord, Post, Record, Reject
+from .records import BAD_CREATED_AT, BadRecord, Post, Record, Reject, noting_times
 
 
 class Records:
@@ -33,16 +32,8 @@ class Records:
 
     def __iter__(self) -> Iterator[Record]:
         self.time_warnings = []
-        timed = unreadable = 0
-        for number, obj in enumerate(self.objects, 1):
-            for record in self._read(obj, number):
-                if isinstance(record, Post) and (record.created_at is not None or record.notes):
-                    timed += 1
-                    unreadable += BAD_CREATED_AT in record.notes
-                yield record
-        warning = time_warning(self.source, unreadable, timed, self.config.time_format)
-        if warning:
-            self.time_warnings.append(warning)
+        records = (record for number, obj in enumerate(self.objects, 1) for record in self._read(obj, number))
+        yield from noting_times(records, self.source, self.config.time_format, self.time_warnings)
 
     def _read(self, obj: Any, number: int) -> Iterator[Record]:
         if isinstance(obj, Post):

@@ -8,12 +8,13 @@ read keeps the post with the note ``bad_created_at``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ..core.text import is_blank, is_unicode
-from ..core.times import parse_post_time
+from ..core.times import parse_post_time, time_warning
 
 # Why a row was rejected; the build summary counts them under these names.
 BAD_UTF8 = "bad_utf8"
@@ -151,3 +152,17 @@ def make_post(fields: dict[str, Any], source: str, line: int, time_format: str |
                          "retweeted post id"),
         notes=notes,
     )
+
+
+def noting_times(records: Iterable[Record], where: object, time_format: str | None,
+                 warnings: list[str]) -> Iterator[Record]:
+    """`records` passed on; at their end, `warnings` gains what `time_warning` says of the times of their posts."""
+    timed = unreadable = 0
+    for record in records:
+        if isinstance(record, Post) and (record.created_at is not None or record.notes):
+            timed += 1
+            unreadable += BAD_CREATED_AT in record.notes
+        yield record
+    warning = time_warning(where, unreadable, timed, time_format)
+    if warning:
+        warnings.append(warning)
