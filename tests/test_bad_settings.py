@@ -55,6 +55,8 @@ BUILD_CASES = [
     (["--time-format", "dd/mm"], "--time-format 'dd/mm' has no strptime directive"),
     (["--ray", "local", "--ray-cpus", "0"], "--ray-cpus must be at least 1, not 0"),  # 14
     (["--ray", "local", "--workers", "0"], "--workers must be at least 1, not 0"),
+    (["--workers", "0"], "--workers must be at least 1, not 0"),
+    (["--shard-bytes", "0"], "--shard-bytes must be at least 1, not 0"),
     (["--ray", "local", "--gpus-per-worker", "-1"], "--gpus-per-worker must be at least 0, not -1.0"),
     (["--ray", "local", "--threads", "0"], "--threads must be at least 1, not 0"),
 ]
@@ -78,6 +80,7 @@ def test_3_8_14_bad_build_settings_are_refused_before_any_work(setup, capsys, tm
         (["add", "{index}", "{corpus}", "--chunk-size", "0"], "--chunk-size must be at least 1"),
         (["add", "{index}", "{corpus}", "--batch-size", "-1"], "--batch-size must be at least 1"),
         (["add", "{index}", "{corpus}", "--ray", "local", "--ray-cpus", "0"], "--ray-cpus must be at least 1, not 0"),
+        (["add", "{index}", "{corpus}", "--workers", "2"], "--workers: add encodes in this process; add --ray"),
         (["reindex", "{index}", "--index", "flat", "--target-recall", "2"], "--target-recall must be above 0"),
         (["reindex", "{index}", "--index", "flat", "--threads", "-1"], "--threads must be at least 1"),
         (["augment", "{index}", "--input", "{examples}", "--out", "{tmp}/a.jsonl", "--top", "0"],

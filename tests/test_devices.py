@@ -163,8 +163,8 @@ def test_a_query_or_an_add_in_another_precision_is_refused_in_one_line(bf16_inde
     (["--dtype", "double"], "unknown --dtype 'double'"),
     (["--max-tokens-per-batch", "0"], "--max-tokens-per-batch must be at least 1, not 0"),
     (["--max-tokens-per-batch", "100"], "--max-tokens-per-batch must be at least the encoder's max_length"),
-    (["--workers", "2"], "--workers sets up Ray workers: add --ray"),
-], ids=["cuda", "device", "dtype", "tokens0", "tokens-short", "workers"])
+    (["--gpus-per-worker", "1"], "--gpus-per-worker sets up Ray workers: add --ray"),
+], ids=["cuda", "device", "dtype", "tokens0", "tokens-short", "gpus-per-worker"])
 def test_bad_device_settings_are_refused_in_one_line_before_any_work(tmp_path, tiny_hashencoder, capsys, monkeypatch,
                                                                      args, message):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

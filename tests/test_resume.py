@@ -62,7 +62,7 @@ def test_kill_9_at_several_points_then_rerun_gives_the_uninterrupted_index(tmp_p
 
 
 def test_a_failed_build_resumes_on_rerun_and_other_settings_are_refused(tiny_encoder, tmp_path, monkeypatch):
-    from hicl_retrieval.workflows import build as indexer
+    from hicl_retrieval.workflows import build_steps
 
     corpus = tmp_path / "posts.jsonl"
     write_corpus(corpus)
@@ -90,7 +90,7 @@ def test_a_failed_build_resumes_on_rerun_and_other_settings_are_refused(tiny_enc
     def failing_index(*args):
         raise RuntimeError("stopped while building the FAISS index")
 
-    monkeypatch.setattr(indexer, "trained_index", failing_index)
+    monkeypatch.setattr(build_steps, "trained_index", failing_index)
     with pytest.raises(RuntimeError, match="FAISS"):
         build_index([corpus], out, config, encoder=tiny_encoder)  # resumes, then fails at the end
     monkeypatch.undo()

@@ -30,6 +30,13 @@ def add_threads(command, what: str = "torch and FAISS") -> None:
     command.add_argument("--threads", type=int, help=f"CPU threads for {what} (default: all cores)")
 
 
+def add_workers(command, *, local: bool) -> None:
+    ray = "Ray workers (default: one per GPU of the cluster, else one per --threads CPUs)"
+    command.add_argument("--workers", type=int, help=(
+        "worker processes, each turning shards of the corpus into segments (default: one a core, at most 4 on a "
+        f"GPU); with --ray: {ray}") if local else f"with --ray: {ray}")
+
+
 def add_quiet(command) -> None:
     command.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -68,8 +75,6 @@ def add_ray(command) -> None:
     ray.add_argument("--ray", nargs="?", const="auto", metavar="auto|local|ADDRESS",
                      help="encode in a pool of Ray actors: auto joins the cluster `ray start` made or RAY_ADDRESS, "
                           "else starts one here; local starts one here; ADDRESS joins that cluster")
-    ray.add_argument("--workers", type=int,
-                     help="Ray workers (default: one per GPU of the cluster, else one per --threads CPUs)")
     ray.add_argument("--gpus-per-worker", type=float,
                      help="GPUs of each worker (default: 1 if the cluster has GPUs and --device is not cpu, else 0)")
     ray.add_argument("--ray-cpus", type=int, help="CPUs of a cluster started here (default: all)")
@@ -81,11 +86,11 @@ def ray_of(args: argparse.Namespace):
     from ..core.errors import HiclError
 
     if args.ray is None:
-        given = [name for name in ("workers", "gpus_per_worker", "ray_cpus") if getattr(args, name) is not None]
+        given = [name for name in ("gpus_per_worker", "ray_cpus") if getattr(args, name) is not None]
         if given:
             raise HiclError(f"--{given[0].replace('_', '-')} sets up Ray workers: add --ray")
         return None
-    return RayConfig(address=args.ray, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+    return RayConfig(address=args.ray, workers=getattr(args, "workers", None), gpus_per_worker=args.gpus_per_worker,
                      threads=args.threads, cpus=args.ray_cpus)
 
 

@@ -215,7 +215,13 @@ class BuildConfig:
     encoding: DeviceConfig = field(default_factory=DeviceConfig)
     ray: RayConfig | None = None
     """Encode in a Ray cluster instead of in this process."""
+    workers: int | None = setting(None, OPTIONAL_COUNT)
+    """Worker processes, each turning shards of the corpus into segments (workflows/sharded_build.py);
+    None: one a core (at most 4 on a GPU). A corpus of one shard is built in this process."""
+    shard_bytes: int | None = setting(None, OPTIONAL_COUNT)
+    """Bytes of a shard of a large uncompressed file of lines; None: about four shards a worker, 4-256 MiB."""
     threads: int | None = setting(None, THREADS)
+    """CPU threads of torch and FAISS in all (shared out among the workers)."""
     hashtag_rule: str = DEFAULT_HASHTAG_RULE
     """How hashtags are extracted from posts (``twitter`` or ``hicl``, see text.py); the manifest records it."""
     overwrite: bool = False
@@ -224,6 +230,8 @@ class BuildConfig:
     def __post_init__(self) -> None:
         check_fields(self)
         check_hashtag_rule(self.hashtag_rule)
+        if self.ray is not None and self.workers is not None:
+            raise HiclError("workers are local processes; with Ray, give the Ray workers as RayConfig(workers=...)")
 
 
 @dataclass(frozen=True)

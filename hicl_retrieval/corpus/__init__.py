@@ -12,7 +12,14 @@ a record is either a `Post` or a `Reject` (`records`).
 """
 
 from .inputs import (
-    FORMATS, Corpus, CorpusFile, detect_format, estimate_records, format_of_name, read_file, record_chunks,
+    FORMATS,
+    Corpus,
+    CorpusFile,
+    detect_format,
+    estimate_records,
+    format_of_name,
+    read_file,
+    record_chunks,
 )
 from .objects import Records
 from .records import (

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO
 from ..core.config import ReaderConfig
 from ..core.files import resolved
 from .columns import AUTHOR_NAMES, ID_NAMES, RETWEET_NAMES, TEXT_NAMES, TIME_NAMES, resolve_column
-from .lines import corrupt, read_lines
+from .lines import Span, corrupt, read_lines
 from .records import BAD_JSON, MISSING_TEXT, NOT_AN_OBJECT, TOO_LONG, BadRecord, Record, Reject, make_post, optional_str
 from .streams import CorruptStream, open_binary
 
@@ -217,12 +217,17 @@ def read_jsonl(path: Path, config: ReaderConfig) -> Iterator[Record]:
     found, document = _one_document(path, config.max_record_bytes)
     if found:
         return _read_document(document, config, resolved(path))
+    return read_json_lines(path, config)
+
+
+def read_json_lines(path: Path, config: ReaderConfig, span: Span = Span()) -> Iterator[Record]:
+    """The posts of a file of JSON lines (of its `span`), blank lines skipped."""
 
     def parse(line: str, source: str, number: int) -> Iterator[Record]:
         if line.strip():
             yield from posts_of(_loads(line), config, source, number)
 
-    return read_lines(path, config, parse)
+    return read_lines(path, config, parse, span)
 
 
 class _ArrayText:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -12,10 +13,26 @@ from .records import BAD_UTF8, CORRUPT_FILE, NUL_BYTE, TOO_LONG, BadRecord, Reco
 from .streams import CorruptStream, open_binary
 
 
-def bounded_lines(stream: BinaryIO, limit: int) -> Iterator[tuple[int, bytes | None]]:
-    """(line number, line bytes) pairs; None for a line longer than `limit`, never held whole."""
-    number = 0
+@dataclass(frozen=True)
+class Span:
+    """Bytes `start` to `end` (None: the end) of an uncompressed file, from the start of its line `first_line`."""
+
+    start: int = 0
+    end: int | None = None
+    first_line: int = 1
+
+
+def bounded_lines(stream: BinaryIO, limit: int, span: Span = Span()) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, line bytes) pairs; None for a line longer than `limit`, never held whole.
+
+    With a `span`, the stream is read from its start to its end, numbered from its first line.
+    """
+    number = span.first_line - 1
+    if span.start:
+        stream.seek(span.start)
     while True:
+        if span.end is not None and stream.tell() >= span.end:
+            return
         line = stream.readline(limit + 1)
         if not line:
             return
@@ -43,14 +60,14 @@ def corrupt(source: str, line: int, exc: Exception) -> Reject:
 
 
 def read_lines(
-    path: Path, config: ReaderConfig, parse: Callable[[str, str, int], Iterator[Record]]
+    path: Path, config: ReaderConfig, parse: Callable[[str, str, int], Iterator[Record]], span: Span = Span()
 ) -> Iterator[Record]:
-    """Shared loop of the text and JSONL readers: bounded lines in, `parse`'s records out."""
+    """Shared loop of the text and JSONL readers: bounded lines (of `span`) in, `parse`'s records out."""
     source = resolved(path)
-    number = 0
+    number = span.first_line - 1
     with open_binary(path) as stream:
         try:
-            for number, line in bounded_lines(stream, config.max_record_bytes):
+            for number, line in bounded_lines(stream, config.max_record_bytes, span):
                 if line is None:
                     yield Reject(source, number, TOO_LONG, f"line longer than {config.max_record_bytes} bytes")
                     continue
@@ -64,10 +81,10 @@ def read_lines(
             yield corrupt(source, number + 1, exc)
 
 
-def read_text(path: Path, config: ReaderConfig) -> Iterator[Record]:
-    """One post a line; a blank line is an empty post (rejected), as the line count says."""
+def read_text(path: Path, config: ReaderConfig, span: Span = Span()) -> Iterator[Record]:
+    """One post a line (of `span`); a blank line is an empty post (rejected), as the line count says."""
 
     def parse(line: str, source: str, number: int) -> Iterator[Record]:
         yield make_post({"text": line}, source, number)
 
-    return read_lines(path, config, parse)
+    return read_lines(path, config, parse, span)

@@ -37,7 +37,8 @@ from .segments import SegmentVectors, combined
 from .store import PostStore
 
 _INDEX_FILE = re.compile(
-    r"^(manifest\.json|build\.json|rejects\.jsonl|write\.lock|seg-[\w-]+\.(f16|ids\.npy|duckdb|faiss)|del-\w+\.npy"
+    r"^(manifest\.json|build\.json|shards\.json|rejects\.jsonl|write\.lock"
+    r"|seg-[\w-]+\.(f16|ids\.npy|duckdb|faiss|rejects\.jsonl)|del-\w+\.npy"
     r"|trained-\w+\.faiss|posts(\.\d+)?\.duckdb|vectors(\.\d+)?\.f16|faiss(\.\d+)?\.index)(\.wal|\.tmp)?$"
 )
 """The files an index (or an unfinished change of one) may hold, format 1's among them."""

@@ -80,12 +80,14 @@ class SegmentWriter:
     """Writes the segment `name` of the index at `directory`; use as a context manager.
 
     Posts get the ids `first_id`, `first_id` + 1, ... in the order they are committed.
-    `rejects_start` is the size of rejects.jsonl that the index's manifest covers.
+    `rejects_start` is the size of rejects.jsonl that the index's manifest covers; a shard of a
+    parallel build writes its rejects to a file of its own, `rejects`, merged when all are done.
     """
 
     def __init__(self, directory: IndexDir, name: str, *, dim: int, first_id: int, hashtag_rule: str,
-                 rejects_start: int = 0) -> None:
+                 rejects_start: int = 0, rejects: str = REJECTS) -> None:
         self.directory, self.name, self.dim, self.rejects_start = directory, name, dim, rejects_start
+        self.rejects = rejects
         self.first_id, self.hashtag_rule = first_id, hashtag_rule
         self.segment = Segment(name=name, rows=0, posts=0, first_id=first_id, last_id=first_id - 1, faiss_file="")
         self.store = PostStore(directory.file(self.segment.store_file))
@@ -100,9 +102,9 @@ class SegmentWriter:
         rows = self.last.vector_rows if self.last else 0
         self.next_id = first_id + rows
         _cut(directory.file(self.segment.vectors_file), rows * dim * 2)
-        _cut(directory.file(REJECTS), self.last.rejects_bytes if self.last else rejects_start)
+        _cut(directory.file(rejects), self.last.rejects_bytes if self.last else rejects_start)
         self.vectors_out = open(directory.file(self.segment.vectors_file), "ab")
-        self.rejects_out = open(directory.file(REJECTS), "ab")
+        self.rejects_out = open(directory.file(rejects), "ab")
         self.copied: np.ndarray | None = None
         """The ids of a copy's posts (see `copy`); None for new posts, numbered from `first_id`."""
 
@@ -125,7 +127,7 @@ class SegmentWriter:
     def discard(self) -> None:
         """Close and remove the segment's files and cut its rejects: a change that turned out to change nothing."""
         self.close()
-        _cut(self.directory.file(REJECTS), self.rejects_start)
+        _cut(self.directory.file(self.rejects), self.rejects_start)
         for name in self.segment.files:
             self.directory.file(name).unlink(missing_ok=True)
             self.directory.file(name + ".wal").unlink(missing_ok=True)

@@ -1,0 +1,344 @@
+"""A build in parallel: the corpus cut into shards, each turned into one segment by a worker process.
+
+A worker reads its shard, derives, encodes and writes it through its own `SegmentWriter` (its own
+segment, id range and rejects file), so no post passes through the driver, which only hands out
+shards, then finishes the index: post ids repeated across shards are dropped as a one-process
+build drops them (the first in corpus order kept), the rejects are merged in corpus order, FAISS
+is trained on a sample of every shard's vectors, each segment gets its part, and the manifest is
+committed. Every step resumes: a shard's segment keeps its ledger, so a rerun of the same command
+(after ``kill -9`` of the driver or of a worker) keeps the finished shards, continues the
+unfinished ones where their last chunk ended, and redoes the finishing steps, which are idempotent.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import json
+import logging
+import multiprocessing
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..core import native
+from ..core.atomic import write_json
+from ..core.config import BuildConfig
+from ..core.errors import HiclError
+from ..core.times import time_warning
+from ..corpus import Corpus, CorpusFile, record_chunks
+from ..corpus.shards import Shard, plan_shards, read_shard
+from ..encoding.encoder import Encoder
+from ..encoding.pools import Encoding, LocalEncoding
+from ..index.changes import remove_unnamed
+from ..index.directory import IndexDir
+from ..index.manifest import MANIFEST, REJECTS
+from ..index.segments import SegmentVectors
+from ..index.store import PostStore
+from ..index.writer import SegmentWriter, nothing_indexed
+from .build_steps import BuildReport, commit_index, split, trained_for, waited_for
+
+LOG = logging.getLogger(__name__)
+SHARDS = "shards.json"
+"""The shards a parallel build began with: a resumption keeps them, whatever its --workers."""
+ID_STRIDE = 1 << 36
+"""Shard n's posts get the ids n * ID_STRIDE, +1, ...: unique without knowing any shard's size."""
+MIN_SHARD_BYTES = 4 << 20
+MAX_SHARD_BYTES = 256 << 20
+WORKER_TRIES = 3
+"""How many times workers may die (the pool broken, its unfinished shards redone) before the build fails."""
+
+
+def segment_of(number: int) -> str:
+    return f"seg-s{number:05d}"
+
+
+def rejects_of(number: int) -> str:
+    return f"seg-s{number:05d}.rejects.jsonl"
+
+
+def shard_bytes(files: Sequence[CorpusFile], workers: int) -> int:
+    """About four shards a worker, within bounds: small enough to share out, large enough to pay."""
+    total = sum(file.path.stat().st_size for file in files)
+    return int(min(MAX_SHARD_BYTES, max(MIN_SHARD_BYTES, total // (4 * workers))))
+
+
+def shards_for(directory: IndexDir, posts_in: Corpus, workers: int, resuming: bool,
+               size: int | None = None) -> list[Shard] | None:
+    """The shards of a parallel build, or None where the build runs in this process: those an interrupted
+    parallel build recorded (whatever `workers` is now), else, for more than one worker, the corpus cut
+    into shards of about `size` bytes (default: `shard_bytes`), recorded when there are several."""
+    recorded = directory.file(SHARDS)
+    if resuming:
+        if not recorded.exists():
+            return None  # a one-process build is resumed as one
+        files = {str(file.path): file for file in posts_in.files}
+        return [Shard(files[row["path"]], row["start"], row["end"], row["first_line"])
+                for row in json.loads(recorded.read_text(encoding="utf-8"))]
+    if workers < 2:
+        return None
+    shards = plan_shards(posts_in.files, size or shard_bytes(posts_in.files, workers))
+    if len(shards) < 2:
+        return None
+    write_json(recorded, [shard.to_dict() for shard in shards])
+    return shards
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard to turn into a segment of the index at `index`."""
+
+    index: Path
+    number: int
+    shard: Shard
+    dim: int
+    config: BuildConfig
+
+
+@dataclass
+class ShardResult:
+    number: int
+    report: BuildReport
+    times: tuple[int, int]
+    """(posts with a time, those whose time could not be read) of the shard, for the file's time warning."""
+
+
+_worker: dict = {}
+
+
+def _die_with_parent() -> None:
+    """Linux: this worker is killed when the driver dies (even by ``kill -9``), so a rerun never meets an
+    orphan still writing its segment."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _start_worker(encoder: Encoder | None, config: BuildConfig, threads: int, progress) -> None:
+    _die_with_parent()
+    native.set_threads(threads)
+    _worker.update(encoder=encoder, config=config, progress=progress)
+
+
+def _encoding() -> Encoding:
+    """This worker's encoder: the one the caller gave, else `config.encoder` loaded here (on first use, so that a
+    failure to load is the shard's error, not a broken pool)."""
+    if "encoding" not in _worker:
+        config = _worker["config"]
+        encoder = _worker["encoder"] or Encoder(config.encoder, device=config.encoding.device,
+                                                dtype=config.encoding.dtype)
+        _worker["encoding"] = LocalEncoding(encoder, config.encoding, prefetch=False)
+    return _worker["encoding"]
+
+
+def run_shard(job: ShardJob) -> ShardResult:
+    """Turn `job`'s shard into its segment, from where its ledger says it stopped; in a worker process."""
+    encoding = _encoding()
+    progress = _worker["progress"]
+    started = time.perf_counter()
+    with SegmentWriter(IndexDir(job.index), segment_of(job.number), dim=job.dim, first_id=job.number * ID_STRIDE,
+                       hashtag_rule=job.config.hashtag_rule, rejects=rejects_of(job.number)) as writer:
+        stats = json.loads(writer.last.stats) if writer.last else {}
+        report = BuildReport.from_stats(stats) if writer.last else BuildReport()
+        times = list(stats.get("times", (0, 0)))
+        if writer.finished or stats.get("complete"):
+            return ShardResult(job.number, report, tuple(times))
+        earlier = report.seconds
+        records = itertools.islice(read_shard(job.shard, job.config.reader), report.read, None)
+        chunks = (split(chunk) for chunk in record_chunks(records, job.config.chunk_size))
+        encoded = encoding.encoded(chunks, lambda chunk: [post.text for post in chunk[1]])
+        for (chunk, posts, rejects), vectors in waited_for(encoded, report):
+            report.rejected.update(reject.reason for reject in rejects)
+            for post in posts:
+                report.notes.update(post.notes)
+                if post.created_at is not None or post.notes:
+                    times[0] += 1
+                    times[1] += "bad_created_at" in post.notes
+            report.read += len(chunk)
+            report.seconds = earlier + time.perf_counter() - started
+            writer.commit(posts, vectors, rejects, records=report.read,
+                          stats=json.dumps({**report.as_dict(), "times": times}))
+            progress.put(len(chunk))
+        report.seconds = earlier + time.perf_counter() - started
+        writer.commit([], np.empty((0, job.dim), np.float32), [], records=report.read,
+                      stats=json.dumps({**report.as_dict(), "times": times, "complete": True}))
+    return ShardResult(job.number, report, tuple(times))
+
+
+def worker_count(workers: int | None, on_cpu: bool) -> int:
+    """`workers`, or by default one a core (on a GPU at most 4, each with its model there)."""
+    cores = native.available_cores()
+    return workers or (cores if on_cpu else min(cores, 4))
+
+
+def threads_each(config: BuildConfig, workers: int) -> int:
+    """The threads of each worker's torch and FAISS: `config.threads` (default: every core) shared out."""
+    return max(1, (config.threads or native.available_cores()) // workers)
+
+
+def _run_all(jobs: list[ShardJob], workers: int, encoder: Encoder | None, config: BuildConfig,
+             bar: tqdm) -> list[ShardResult]:
+    """Every job run in a pool of `workers` processes; a pool broken by a dying worker is made again and its
+    unfinished shards redone (each resumes from its ledger), up to `WORKER_TRIES` starts of a shard."""
+    context = multiprocessing.get_context("spawn")  # fork would copy torch's and FAISS's thread pools
+    progress = context.Queue()
+    threads = threads_each(config, workers)
+    stop = threading.Event()
+
+    def show() -> None:
+        while not stop.is_set():
+            try:
+                bar.update(progress.get(timeout=0.2))
+            except queue.Empty:
+                continue
+            except (EOFError, OSError):
+                return
+
+    shower = threading.Thread(target=show, daemon=True)
+    shower.start()
+    results: dict[int, ShardResult] = {}
+    breaks = 0
+    try:
+        while len(results) < len(jobs):
+            left = [job for job in jobs if job.number not in results]
+            with ProcessPoolExecutor(min(workers, len(left)), mp_context=context, initializer=_start_worker,
+                                     initargs=(encoder, config, threads, progress)) as pool:
+                futures = [pool.submit(run_shard, job) for job in left]
+                broken = False
+                try:
+                    for future in as_completed(futures):
+                        try:
+                            result = future.result()
+                        except BrokenProcessPool:
+                            broken = True
+                            continue
+                        results[result.number] = result
+                except BaseException:  # a shard's error: the others stop too (each resumes when rerun)
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    _stop_workers(pool)
+                    raise
+            if broken:
+                breaks += 1
+                if breaks >= WORKER_TRIES:
+                    raise HiclError(
+                        f"build worker processes died {breaks} times (out of memory? a script that calls build_index "
+                        "must do it under `if __name__ == \"__main__\":`, as the workers import it); the shards "
+                        "they finished are kept: rerun the build to resume, with fewer --workers or a smaller "
+                        "--chunk-size")
+                LOG.warning("a build worker died; redoing its unfinished shards")
+    finally:
+        stop.set()
+        shower.join()
+        progress.close()
+    return [results[job.number] for job in jobs]
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's workers: their shards' ledgers keep what they committed."""
+    for process in list((pool._processes or {}).values()):  # no public way to stop running tasks
+        process.kill()
+
+
+def _merged_report(results: Sequence[ShardResult], shards: Sequence[Shard], workers: int,
+                   config: BuildConfig) -> BuildReport:
+    report = BuildReport()
+    tallies: dict[str, list[int]] = {}
+    for result, shard in zip(results, shards, strict=True):
+        part = result.report
+        report.read += part.read
+        report.rejected.update(part.rejected)
+        report.notes.update(part.notes)
+        report.encode_seconds += part.encode_seconds / workers
+        tally = tallies.setdefault(str(shard.file.path), [0, 0])
+        tally[0] += result.times[0]
+        tally[1] += result.times[1]
+    for path, (timed, unreadable) in tallies.items():
+        warning = time_warning(path, unreadable, timed, config.reader.time_format)
+        if warning:
+            report.warnings.append(warning)
+    return report
+
+
+def _drop_repeated(directory: IndexDir, jobs: Sequence[ShardJob], report: BuildReport) -> None:
+    """Drop the posts repeating an earlier post's post id, in any shard (`SegmentWriter.finish`).
+
+    Asked again after an interruption, the answer for the unfinished shards is the same: a post
+    kept (the first of its post id) is never dropped, so what repeats it still does.
+    """
+    stores = [directory.file(f"{segment_of(job.number)}.duckdb") for job in jobs]
+    with PostStore.over(stores) as every:
+        repeated = every.repeated_post_ids()
+    report.duplicates = len(repeated)
+    ids = np.array([row[0] for row in repeated], dtype=np.int64)
+    for job in jobs:
+        first = job.number * ID_STRIDE
+        with SegmentWriter(directory, segment_of(job.number), dim=job.dim, first_id=first,
+                           hashtag_rule=job.config.hashtag_rule, rejects=rejects_of(job.number)) as writer:
+            if writer.finished:
+                continue
+            mine = (ids >= first) & (ids < first + ID_STRIDE)
+            writer.finish([row for row, own in zip(repeated, mine, strict=True) if own], records=writer.last.records,
+                          stats=writer.last.stats)
+
+
+def _merge_rejects(directory: IndexDir, jobs: Sequence[ShardJob]) -> None:
+    """rejects.jsonl: every shard's rejects in corpus order, written whole before it replaces anything."""
+    partial = directory.file(REJECTS + ".tmp")
+    with open(partial, "wb") as out:
+        for job in jobs:
+            with open(directory.file(rejects_of(job.number)), "rb") as part:
+                while block := part.read(1 << 20):
+                    out.write(block)
+        out.flush()
+    partial.replace(directory.file(REJECTS))
+
+
+def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config: BuildConfig, encoding: Encoding,
+                  encoder: Encoder | None, *, load_seconds: float, resumed: bool, seconds: Callable[[], float],
+                  estimated: int, folder_existed: bool) -> BuildReport:
+    """Build the index in `directory` from `shards` with `workers` processes (see the module's docstring).
+
+    `encoder`, when the caller gave one, is sent to every worker; otherwise each loads `config.encoder`.
+    """
+    jobs = [ShardJob(directory.path, number, shard, encoding.dim, config) for number, shard in enumerate(shards)]
+    with tqdm(desc=f"reading and encoding ({workers} workers)", unit=" records", total=max(estimated, 1),
+              disable=not config.progress) as bar:
+        results = _run_all(jobs, workers, encoder, config, bar)
+    report = _merged_report(results, shards, workers, config)
+    report.index, report.load_seconds, report.resumed = directory.path, load_seconds, resumed
+    threads = threads_each(config, workers)
+    report.encoded_on = f"{workers} worker processes of {threads} threads, on {encoding.where.split(' (')[0]}"
+    _drop_repeated(directory, jobs, report)
+    _merge_rejects(directory, jobs)
+    stores = [directory.file(f"{segment_of(job.number)}.duckdb") for job in jobs]
+    with PostStore.over(stores) as every:
+        ids = every.ids()
+        report.indexed = len(ids)
+        report.repeated_texts = every.repeated_texts()
+    if report.indexed == 0:
+        message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS))
+        directory.discard(keep_folder=folder_existed)
+        raise HiclError(message)
+    writers = [SegmentWriter(directory, segment_of(job.number), dim=job.dim, first_id=job.number * ID_STRIDE,
+                             hashtag_rule=config.hashtag_rule, rejects=rejects_of(job.number)) for job in jobs]
+    try:
+        vectors = SegmentVectors([part for writer in writers for part in writer.vectors().parts], encoding.dim)
+        plan, trained = trained_for(directory, vectors, ids, encoding, config)
+        segments = [writer.seal(trained) for writer in writers if writer.store.count()]
+    finally:
+        for writer in writers:
+            writer.close()
+    commit_index(directory, segments, ids, plan, encoding, config, report, seconds)
+    remove_unnamed(directory, {MANIFEST, *directory.read_manifest().named_files()})  # the shards' leftovers
+    return report
+

@@ -1,0 +1,165 @@
+"""Parallel builds: shards keep true lines, and N workers (interrupted or not) build the index one process builds."""
+
+import dataclasses
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import index_contents, write_big_corpus
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hicl_retrieval import BuildConfig, ReaderConfig, Retriever, build_index
+from hicl_retrieval.corpus import CorpusFile, Post, read_file
+from hicl_retrieval.corpus.shards import Shard, plan_shards, read_shard
+from hicl_retrieval.index.manifest import MANIFEST
+
+LINE = st.one_of(
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x00"), max_size=40),
+    st.just(""),  # blank lines count as lines
+    st.just("{broken"),
+    st.text(alphabet="ab #", min_size=60, max_size=90),  # longer than max_record_bytes below
+)
+
+
+def _records(records) -> list[tuple]:
+    return [(type(r).__name__, r.source, r.line, r.text if isinstance(r, Post) else r.reason) for r in records]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(LINE, min_size=1, max_size=60), size=st.integers(1, 300), json_lines=st.booleans(),
+       compressed=st.booleans(), last_newline=st.booleans())
+def test_shards_cut_at_line_boundaries_read_every_record_of_the_file_at_its_true_line(
+        tmp_path_factory, lines, size, json_lines, compressed, last_newline):
+    folder = tmp_path_factory.mktemp("shards")
+    if json_lines:
+        lines = [line if line in ("", "{broken") else json.dumps({"id": str(i), "text": line})
+                 for i, line in enumerate(lines)]
+    data = ("\n".join(lines) + ("\n" if last_newline else "")).encode("utf-8")
+    path = folder / ("posts.jsonl" if json_lines else "posts.txt")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    config = ReaderConfig(max_record_bytes=70)
+    file = CorpusFile(path, "jsonl" if json_lines else "text")
+    shards = plan_shards([file], size)
+    if compressed:
+        assert shards == [Shard(file)]  # a compressed stream cannot be entered in the middle
+    else:
+        assert [shard.start for shard in shards] == sorted({shard.start for shard in shards})
+        for shard, following in zip(shards, shards[1:]):
+            assert shard.end == following.start and data[following.start - 1 : following.start] == b"\n"
+            assert following.first_line == data[: following.start].count(b"\n") + 1
+    whole = _records(read_file(path, file.format, config))
+    assert [record for shard in shards for record in _records(read_shard(shard, config))] == whole
+
+
+def _corpus(root: Path) -> list[Path]:
+    """A big file (cut into shards) with bad lines and repeated post ids, and a second file repeating post ids of
+    the first (the first in corpus order must be kept) and holding a bad line."""
+    write_big_corpus(root / "a.jsonl", 2400)
+    again = [json.dumps({"id": str(i), "text": f"the post {i} again"}) for i in range(0, 2400, 300)]
+    (root / "b.jsonl").write_text("\n".join([*again, "not json", ""]) + "\n", encoding="utf-8")
+    return [root / "a.jsonl", root / "b.jsonl"]
+
+
+def _assert_same_index(reference: Path, got: Path) -> None:
+    ref_posts, ref_rejects, ref_stats = index_contents(reference)
+    got_posts, got_rejects, got_stats = index_contents(got)
+    assert got_stats == ref_stats
+    assert got_posts.keys() == ref_posts.keys()
+    for key, vector in ref_posts.items():
+        np.testing.assert_allclose(got_posts[key], vector, atol=2e-3)
+    assert got_rejects == ref_rejects
+
+
+def test_two_workers_build_the_index_one_process_builds(tmp_path, tiny_encoder):
+    files = _corpus(tmp_path)
+    base = BuildConfig(encoder=tiny_encoder.config, faiss_factory="flat", chunk_size=256, progress=False)
+    one = build_index(files, tmp_path / "one", dataclasses.replace(base, workers=1), encoder=tiny_encoder)
+    two = build_index(files, tmp_path / "two", dataclasses.replace(base, workers=2, shard_bytes=30_000),
+                      encoder=tiny_encoder)
+    assert "2 worker processes" in two.encoded_on and "worker" not in one.encoded_on
+    assert two.duplicates == one.duplicates == 4 + 8  # within a shard, and across shards and files
+    _assert_same_index(tmp_path / "one", tmp_path / "two")
+    names = {path.name for path in (tmp_path / "two").iterdir()}
+    assert len([name for name in names if name.endswith(".duckdb")]) >= 4  # one segment a shard
+    assert not [name for name in names if "rejects.jsonl" in name and name != "rejects.jsonl"]
+    assert "shards.json" not in names and "build.json" not in names
+    rejects = [json.loads(line) for line in (tmp_path / "two" / "rejects.jsonl").read_text().splitlines()]
+    assert {(Path(r["source"]).name, r["reason"]) for r in rejects if r["line"] == 9} == {("b.jsonl", "bad_json")}
+    with Retriever(tmp_path / "one", encoder=tiny_encoder) as first, \
+            Retriever(tmp_path / "two", encoder=tiny_encoder) as second:
+        for query in ("flood story 12 from reporter", "the post 600 again", "election"):
+            ours, theirs = first.search(query, k=10)[0].hits, second.search(query, k=10)[0].hits
+            assert [hit.post_id for hit in theirs] == [hit.post_id for hit in ours]
+            np.testing.assert_allclose([h.score for h in theirs], [h.score for h in ours], atol=1e-5)
+
+
+def _command(files: list[Path], out: Path, model: Path, workers: int) -> list[str]:
+    return [sys.executable, "-m", "hicl_retrieval.cli", "build", *map(str, files), "--out", str(out), "--encoder",
+            str(model), "--index", "flat", "--chunk-size", "64", "--workers", str(workers), "--shard-bytes", "30000",
+            "--quiet"]
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_driver_or_of_a_worker_then_rerun_gives_the_one_process_index(tmp_path, tiny_hashencoder):
+    files = _corpus(tmp_path)
+    reference = tmp_path / "reference"
+    subprocess.run(_command(files, reference, tiny_hashencoder, 1), check=True, capture_output=True)
+    out = tmp_path / "interrupted"
+    total = 2400 * 2 * 32  # posts x float16 x the tiny model's 32 dimensions
+
+    def run_until(fraction: float, workers: int) -> subprocess.Popen:
+        process = subprocess.Popen(_command(files, out, tiny_hashencoder, workers), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True)
+        while process.poll() is None and sum(path.stat().st_size for path in out.glob("seg-s*.f16")) < fraction * total:
+            time.sleep(0.005)
+        assert process.poll() is None, f"the build ended before {fraction:.0%} was written: {process.stderr.read()}"
+        return process
+
+    # the driver killed with two workers, then with one (a resumption keeps the shards it began with)
+    for fraction, workers in ((0.25, 2), (0.5, 1)):
+        process = run_until(fraction, workers)
+        spawned = _workers(process.pid)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert not (out / MANIFEST).exists() and (out / "shards.json").exists()
+        time.sleep(0.5)
+        assert not [pid for pid in spawned if _running(pid)]  # no orphan goes on writing
+    # a worker killed: the driver redoes its shard and finishes
+    process = run_until(0.75, 2)
+    os.kill(_workers(process.pid)[0], signal.SIGKILL)
+    assert process.wait() == 0, process.stderr.read()
+    _assert_same_index(reference, out)
+    assert not list(out.glob("seg-s*.rejects.jsonl")) and not (out / "shards.json").exists()
+
+
+def _running(pid: int) -> bool:
+    """Whether the process `pid` exists and is not a zombie (one killed, not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _workers(pid: int) -> list[int]:
+    """The worker processes of the build `pid` (spawned multiprocessing children)."""
+    found = []
+    for _ in range(400):
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid \
+                        and b"spawn_main" in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+        if found:
+            return found
+        time.sleep(0.01)
+    return found
