@@ -1,13 +1,23 @@
 #!/usr/bin/env python3
-"""How many posts a second a build's driver reads and writes when encoding costs nothing.
+"""How many posts a second a build reads, derives and writes when encoding costs nothing, by worker count.
 
-With `--ray`, workers encode and this process reads the corpus and writes every chunk (posts
-in DuckDB, float16 vectors, the ledger) in order; so a cluster scales until its workers encode
-faster than this rate. Measured here by a real build over TweetEval tweets whose encoder hands
-back ready vectors of the #Encoder's 768 dimensions: the build's reading (`encode_seconds`,
-here only reading) and writing, and the FAISS step at the end (an exact index, the cheapest).
+A real build over TweetEval tweets whose encoder hands back ready vectors of the #Encoder's 768
+dimensions, so what is measured is everything around the model: reading and parsing, deriving
+(hashtags, copy keys), writing (DuckDB rows, float16 vectors, the ledger) and the FAISS step at
+the end (an exact index, the cheapest). Two corpora (`--format`):
 
-    python scripts/bench_driver.py --data-dir ../shared/data --posts 100000 --repeats 3
+- text: ``{"id", "text"}`` JSON lines;
+- api: Twitter API v1.1 objects of about 3 KB as dumps ship them (user, entities, and every
+  third one a retweet carrying its retweeted_status), made from the same tweets.
+
+Each configuration runs in its own process, in turn, `--repeats` times: today's code in a git
+worktree (`--baseline`, one process as it always builds) and this code with each of `--workers`.
+It prints min and median seconds and posts/s of the whole build and of its stages, and each
+configuration's speed against the baseline measured in the same run.
+
+    git worktree add /tmp/base HEAD
+    python scripts/bench_driver.py --data-dir ../shared/data --format api --posts 200000 \\
+        --workers 1 2 --baseline /tmp/base --repeats 2
 """
 
 from __future__ import annotations
@@ -15,27 +25,33 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import random
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
-from tweeteval import all_tweets
 
-from hicl_retrieval import BuildConfig, build_index, resolve_encoder
+HERE = Path(__file__).resolve().parent
 
 
 class GivenVectors:
     """An encoder in name: unit vectors made once, handed out by slicing."""
 
     def __init__(self, dim: int, chunk_size: int) -> None:
+        import torch
+
+        from hicl_retrieval import resolve_encoder
+
         rng = np.random.default_rng(0)
         pool = rng.standard_normal((chunk_size, dim)).astype(np.float32)
         self.pool = pool / np.linalg.norm(pool, axis=1, keepdims=True)
         self.config = dataclasses.replace(resolve_encoder("hashencoder"), model="given-vectors")
         self.dim, self.revision, self.model_bytes = dim, None, 0
-        self.device, self.device_name = torch.device("cpu"), "no encoder (vectors given)"
+        self.device, self.device_name = torch.device("cpu"), "cpu (no encoder: vectors given)"
 
     def encode(self, texts, *, progress=None, **_) -> np.ndarray:
         if progress is not None:
@@ -43,36 +59,128 @@ class GivenVectors:
         return self.pool[: len(texts)]
 
 
+def _user(rng: random.Random, number: int) -> dict:
+    name = f"user{number % 50_000}"
+    return {
+        "id": 10_000 + number % 50_000, "id_str": str(10_000 + number % 50_000), "name": f"User {name.title()}",
+        "screen_name": name, "location": rng.choice(["Houston, TX", "Manila", "London", ""]),
+        "description": "Reporter. Opinions my own. Covering weather, floods, elections and football since 2009. "
+                       "Tips: DM open. #news #weather", "url": f"https://t.co/{name}",
+        "entities": {"url": {"urls": [{"url": f"https://t.co/{name}", "expanded_url": f"https://example.org/{name}",
+                                       "display_url": f"example.org/{name}", "indices": [0, 23]}]},
+                     "description": {"urls": []}},
+        "protected": False, "followers_count": rng.randrange(10_000), "friends_count": rng.randrange(2_000),
+        "listed_count": rng.randrange(100), "created_at": "Sat Mar 14 09:12:40 +0000 2009",
+        "favourites_count": rng.randrange(50_000), "utc_offset": None, "time_zone": None, "geo_enabled": True,
+        "verified": False, "statuses_count": rng.randrange(100_000), "lang": None, "contributors_enabled": False,
+        "is_translator": False, "is_translation_enabled": False, "profile_background_color": "C0DEED",
+        "profile_background_image_url": "http://abs.twimg.com/images/themes/theme1/bg.png",
+        "profile_background_image_url_https": "https://abs.twimg.com/images/themes/theme1/bg.png",
+        "profile_background_tile": False,
+        "profile_image_url": f"http://pbs.twimg.com/profile_images/{number}/photo_normal.jpg",
+        "profile_image_url_https": f"https://pbs.twimg.com/profile_images/{number}/photo_normal.jpg",
+        "profile_banner_url": f"https://pbs.twimg.com/profile_banners/{number}/1500000000",
+        "profile_link_color": "1DA1F2", "profile_sidebar_border_color": "C0DEED",
+        "profile_sidebar_fill_color": "DDEEF6", "profile_text_color": "333333", "profile_use_background_image": True,
+        "has_extended_profile": False, "default_profile": True, "default_profile_image": False, "following": None,
+        "follow_request_sent": None, "notifications": None, "translator_type": "none",
+    }
+
+
+def _tweet(rng: random.Random, number: int, text: str) -> dict:
+    tags = [word[1:] for word in text.split() if word.startswith("#") and len(word) > 1]
+    return {
+        "created_at": f"Wed Oct {10 + number % 18} 20:{number % 60:02d}:24 +0000 2018", "id": 10**18 + number,
+        "id_str": str(10**18 + number), "text": text, "truncated": False,
+        "entities": {"hashtags": [{"text": tag, "indices": [0, len(tag) + 1]} for tag in tags], "symbols": [],
+                     "user_mentions": [], "urls": []},
+        "source": '<a href="http://twitter.com/download/iphone" rel="nofollow">Twitter for iPhone</a>',
+        "in_reply_to_status_id": None, "in_reply_to_status_id_str": None, "in_reply_to_user_id": None,
+        "in_reply_to_user_id_str": None, "in_reply_to_screen_name": None, "user": _user(rng, number), "geo": None,
+        "coordinates": None, "place": None, "contributors": None, "is_quote_status": False,
+        "retweet_count": rng.randrange(500), "favorite_count": rng.randrange(2_000), "favorited": False,
+        "retweeted": False, "lang": "en",
+    }
+
+
+def write_corpus(path: Path, tweets: list[str], posts: int, fmt: str) -> None:
+    rng = random.Random(0)
+    with open(path, "w", encoding="utf-8") as out:
+        for number in range(posts):
+            text = tweets[number % len(tweets)]
+            if fmt == "text":
+                row = {"id": str(number), "text": text}
+            else:
+                row = _tweet(rng, number, text)
+                if number % 3 == 2:  # a retweet: the reader takes the original's full text
+                    original = _tweet(rng, number + 7 * 10**8, tweets[(number * 7) % len(tweets)])
+                    row["retweeted_status"] = original
+                    row["text"] = f"RT @{original['user']['screen_name']}: {original['text']}"[:140]
+            out.write(json.dumps(row) + "\n")
+
+
+def child(args: argparse.Namespace) -> None:
+    """One build in this process (today's code or this one, by PYTHONPATH); its report as a JSON line."""
+    from hicl_retrieval import BuildConfig, build_index, resolve_encoder
+
+    options = {"workers": args.one_workers} if args.one_workers else {}
+    config = BuildConfig(encoder=resolve_encoder("hashencoder"), faiss_factory="flat", chunk_size=args.chunk_size,
+                         progress=False, overwrite=True, **options)
+    report = build_index([args.corpus], args.out, config, encoder=GivenVectors(args.dim, args.chunk_size))
+    print(json.dumps(report.as_dict()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--posts", type=int, default=100_000)
+    parser.add_argument("--format", choices=("text", "api"), default="text")
+    parser.add_argument("--posts", type=int, default=200_000)
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--chunk-size", type=int, default=4096)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--baseline", type=Path, help="a git worktree of the code to compare with (run in one process)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--work", type=Path, help="where the corpus and indexes go (default: a temporary folder)")
+    parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--one-workers", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.corpus:
+        return child(args)
 
-    tweets = all_tweets(args.data_dir)[: args.posts]
-    with tempfile.TemporaryDirectory() as tmp:
-        corpus = Path(tmp) / "posts.jsonl"
-        corpus.write_text("".join(json.dumps({"id": str(i), "text": text}) + "\n" for i, text in enumerate(tweets)),
-                          encoding="utf-8")
-        config = BuildConfig(encoder=resolve_encoder("hashencoder"), faiss_factory="flat",
-                             chunk_size=args.chunk_size, progress=False, overwrite=True)
-        runs = []
+    sys.path.insert(0, str(HERE))
+    from tweeteval import all_tweets
+
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        corpus = Path(tmp) / f"posts-{args.format}.jsonl"
+        write_corpus(corpus, all_tweets(args.data_dir), args.posts, args.format)
+        size = corpus.stat().st_size
+        runs = [("today's code (one process)", args.baseline, None)] if args.baseline else []
+        runs += [(f"this code, --workers {workers}", None, workers) for workers in args.workers]
+        reports: dict[str, list[dict]] = {name: [] for name, _, _ in runs}
         for _ in range(args.repeats):
-            report = build_index([corpus], Path(tmp) / "index", config, encoder=GivenVectors(args.dim, args.chunk_size))
-            runs.append(report)
-    print(f"{len(tweets)} TweetEval posts, {args.dim} dimensions, chunks of {args.chunk_size}, "
-          f"{torch.get_num_threads()} threads, {args.repeats} builds")
-
-    def line(name: str, seconds: list[float]) -> str:
-        return (f"{name:<28} min {min(seconds):6.2f} s, median {statistics.median(seconds):6.2f} s = "
-                f"{len(tweets) / min(seconds):8.0f} / {len(tweets) / statistics.median(seconds):8.0f} posts/s")
-
-    print(line("whole build", [r.seconds for r in runs]))
-    print(line("reading", [r.encode_seconds for r in runs]))
-    print(line("everything but reading", [r.seconds - r.encode_seconds for r in runs]))
+            for name, code, workers in runs:
+                env = {**os.environ, "PYTHONPATH": str(code) if code else str(HERE.parent)}
+                command = [sys.executable, __file__, "--corpus", str(corpus), "--out", str(Path(tmp) / "index"),
+                           "--dim", str(args.dim), "--chunk-size", str(args.chunk_size)]
+                done = subprocess.run(command + (["--one-workers", str(workers)] if workers else []), env=env,
+                                      capture_output=True, text=True, check=True)
+                reports[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(f"{name}: {reports[name][-1]['seconds']:.2f} s on {reports[name][-1]['encoded_on']}",
+                      file=sys.stderr)
+    print(f"{args.posts} TweetEval posts as {args.format} ({size / args.posts:.0f} bytes a post), "
+          f"{args.dim} dimensions, chunks of {args.chunk_size}, {os.cpu_count()} cores, {args.repeats} builds each")
+    base = statistics.median(r["seconds"] for r in reports[runs[0][0]])
+    for name, _, _ in runs:
+        seconds = [r["seconds"] for r in reports[name]]
+        reading = [r["encode_seconds"] for r in reports[name]]
+        rest = [r["seconds"] - r["encode_seconds"] for r in reports[name]]
+        print(f"{name}:")
+        for stage, values in (("whole build", seconds), ("reading (per worker)", reading),
+                              ("everything else", rest)):
+            print(f"  {stage:<22} min {min(values):6.2f} s, median {statistics.median(values):6.2f} s = "
+                  f"{args.posts / min(values):8.0f} / {args.posts / statistics.median(values):8.0f} posts/s")
+        print(f"  median speed against {runs[0][0]}: {base / statistics.median(seconds):.2f}x")
 
 
 if __name__ == "__main__":

@@ -41,11 +41,12 @@ from ..encoding.encoder import Encoder
 from ..encoding.pools import Encoding, LocalEncoding
 from ..index.changes import remove_unnamed
 from ..index.directory import IndexDir
-from ..index.manifest import MANIFEST, REJECTS
+from ..index.faiss_index import VectorIndex
+from ..index.manifest import MANIFEST, REJECTS, Segment
 from ..index.segments import SegmentVectors
 from ..index.store import PostStore
 from ..index.writer import SegmentWriter, nothing_indexed
-from .build_steps import BuildReport, commit_index, split, trained_for, waited_for
+from .build_steps import BUILD_TRAINED, BuildReport, commit_index, split, trained_for, waited_for
 
 LOG = logging.getLogger(__name__)
 SHARDS = "shards.json"
@@ -64,6 +65,12 @@ def segment_of(number: int) -> str:
 
 def rejects_of(number: int) -> str:
     return f"seg-s{number:05d}.rejects.jsonl"
+
+
+def shard_writer(directory: IndexDir, number: int, dim: int, hashtag_rule: str) -> SegmentWriter:
+    """The writer of shard `number`'s segment: its own ids (from `number` x `ID_STRIDE`) and rejects file."""
+    return SegmentWriter(directory, segment_of(number), dim=dim, first_id=number * ID_STRIDE,
+                         hashtag_rule=hashtag_rule, rejects=rejects_of(number))
 
 
 def shard_bytes(files: Sequence[CorpusFile], workers: int) -> int:
@@ -146,8 +153,7 @@ def run_shard(job: ShardJob) -> ShardResult:
     encoding = _encoding()
     progress = _worker["progress"]
     started = time.perf_counter()
-    with SegmentWriter(IndexDir(job.index), segment_of(job.number), dim=job.dim, first_id=job.number * ID_STRIDE,
-                       hashtag_rule=job.config.hashtag_rule, rejects=rejects_of(job.number)) as writer:
+    with shard_writer(IndexDir(job.index), job.number, job.dim, job.config.hashtag_rule) as writer:
         stats = json.loads(writer.last.stats) if writer.last else {}
         report = BuildReport.from_stats(stats) if writer.last else BuildReport()
         times = list(stats.get("times", (0, 0)))
@@ -175,6 +181,26 @@ def run_shard(job: ShardJob) -> ShardResult:
     return ShardResult(job.number, report, tuple(times))
 
 
+@dataclass(frozen=True)
+class SealJob:
+    """The FAISS part of shard `number`'s segment, a copy of the trained index `trained` holding its posts."""
+
+    index: Path
+    number: int
+    dim: int
+    hashtag_rule: str
+    trained: str
+
+
+def seal_shard(job: SealJob) -> Segment | None:
+    """Seal the shard's segment (see `SegmentWriter.seal`), in a worker process; None when it holds no post."""
+    directory = IndexDir(job.index)
+    with shard_writer(directory, job.number, job.dim, job.hashtag_rule) as writer:
+        if not writer.store.count():
+            return None
+        return writer.seal(VectorIndex.load(directory.file(job.trained)))
+
+
 def worker_count(workers: int | None, on_cpu: bool) -> int:
     """`workers`, or by default one a core (on a GPU at most 4, each with its model there)."""
     cores = native.available_cores()
@@ -186,61 +212,69 @@ def threads_each(config: BuildConfig, workers: int) -> int:
     return max(1, (config.threads or native.available_cores()) // workers)
 
 
-def _run_all(jobs: list[ShardJob], workers: int, encoder: Encoder | None, config: BuildConfig,
-             bar: tqdm) -> list[ShardResult]:
-    """Every job run in a pool of `workers` processes; a pool broken by a dying worker is made again and its
-    unfinished shards redone (each resumes from its ledger), up to `WORKER_TRIES` starts of a shard."""
-    context = multiprocessing.get_context("spawn")  # fork would copy torch's and FAISS's thread pools
-    progress = context.Queue()
-    threads = threads_each(config, workers)
-    stop = threading.Event()
+class Workers:
+    """A pool of worker processes (spawned: fork would copy torch's and FAISS's thread pools) that runs jobs,
+    each a function of one argument that may be run again: a pool broken by a dying worker is made again
+    and its unfinished jobs redone (a shard resumes from its ledger), up to `WORKER_TRIES` times."""
 
-    def show() -> None:
-        while not stop.is_set():
+    def __init__(self, count: int, encoder: Encoder | None, config: BuildConfig, bar: tqdm) -> None:
+        self.count, self.encoder, self.config = count, encoder, config
+        self.context = multiprocessing.get_context("spawn")
+        self.progress = self.context.Queue()
+        self.pool: ProcessPoolExecutor | None = None
+        self.breaks = 0
+        self.stop = threading.Event()
+        self.shower = threading.Thread(target=self._show, args=(bar,), daemon=True)
+        self.shower.start()
+
+    def _show(self, bar: tqdm) -> None:
+        while not self.stop.is_set():
             try:
-                bar.update(progress.get(timeout=0.2))
+                bar.update(self.progress.get(timeout=0.2))
             except queue.Empty:
                 continue
-            except (EOFError, OSError):
+            except (EOFError, OSError, ValueError):
                 return
 
-    shower = threading.Thread(target=show, daemon=True)
-    shower.start()
-    results: dict[int, ShardResult] = {}
-    breaks = 0
-    try:
+    def __enter__(self) -> Workers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            _stop_workers(self.pool)
+        self.stop.set()
+        self.shower.join()
+        self.progress.close()
+
+    def run(self, function: Callable, jobs: Sequence) -> list:
+        """`function` of each of `jobs`, in the order of `jobs`."""
+        results: dict[int, object] = {}
         while len(results) < len(jobs):
-            left = [job for job in jobs if job.number not in results]
-            with ProcessPoolExecutor(min(workers, len(left)), mp_context=context, initializer=_start_worker,
-                                     initargs=(encoder, config, threads, progress)) as pool:
-                futures = [pool.submit(run_shard, job) for job in left]
-                broken = False
+            if self.pool is None:
+                self.pool = ProcessPoolExecutor(
+                    self.count, mp_context=self.context, initializer=_start_worker,
+                    initargs=(self.encoder, self.config, threads_each(self.config, self.count), self.progress))
+            futures = {self.pool.submit(function, job): number for number, job in enumerate(jobs)
+                       if number not in results}
+            broken = False
+            for future in as_completed(futures):
                 try:
-                    for future in as_completed(futures):
-                        try:
-                            result = future.result()
-                        except BrokenProcessPool:
-                            broken = True
-                            continue
-                        results[result.number] = result
-                except BaseException:  # a shard's error: the others stop too (each resumes when rerun)
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    _stop_workers(pool)
-                    raise
+                    results[futures[future]] = future.result()
+                except BrokenProcessPool:
+                    broken = True
             if broken:
-                breaks += 1
-                if breaks >= WORKER_TRIES:
+                self.pool.shutdown(wait=True)
+                self.pool = None
+                self.breaks += 1
+                if self.breaks >= WORKER_TRIES:
                     raise HiclError(
-                        f"build worker processes died {breaks} times (out of memory? a script that calls build_index "
-                        "must do it under `if __name__ == \"__main__\":`, as the workers import it); the shards "
-                        "they finished are kept: rerun the build to resume, with fewer --workers or a smaller "
-                        "--chunk-size")
-                LOG.warning("a build worker died; redoing its unfinished shards")
-    finally:
-        stop.set()
-        shower.join()
-        progress.close()
-    return [results[job.number] for job in jobs]
+                        f"build worker processes died {self.breaks} times (out of memory? a script that calls "
+                        "build_index must do it under `if __name__ == \"__main__\":`, as the workers import it); "
+                        "the shards they finished are kept: rerun the build to resume, with fewer --workers or "
+                        "a smaller --chunk-size")
+                LOG.warning("a build worker died; redoing its unfinished jobs")
+        return [results[number] for number in range(len(jobs))]
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -282,8 +316,7 @@ def _drop_repeated(directory: IndexDir, jobs: Sequence[ShardJob], report: BuildR
     ids = np.array([row[0] for row in repeated], dtype=np.int64)
     for job in jobs:
         first = job.number * ID_STRIDE
-        with SegmentWriter(directory, segment_of(job.number), dim=job.dim, first_id=first,
-                           hashtag_rule=job.config.hashtag_rule, rejects=rejects_of(job.number)) as writer:
+        with shard_writer(directory, job.number, job.dim, job.config.hashtag_rule) as writer:
             if writer.finished:
                 continue
             mine = (ids >= first) & (ids < first + ID_STRIDE)
@@ -311,33 +344,35 @@ def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config
     `encoder`, when the caller gave one, is sent to every worker; otherwise each loads `config.encoder`.
     """
     jobs = [ShardJob(directory.path, number, shard, encoding.dim, config) for number, shard in enumerate(shards)]
-    with tqdm(desc=f"reading and encoding ({workers} workers)", unit=" records", total=max(estimated, 1),
-              disable=not config.progress) as bar:
-        results = _run_all(jobs, workers, encoder, config, bar)
-    report = _merged_report(results, shards, workers, config)
-    report.index, report.load_seconds, report.resumed = directory.path, load_seconds, resumed
-    threads = threads_each(config, workers)
-    report.encoded_on = f"{workers} worker processes of {threads} threads, on {encoding.where.split(' (')[0]}"
-    _drop_repeated(directory, jobs, report)
-    _merge_rejects(directory, jobs)
-    stores = [directory.file(f"{segment_of(job.number)}.duckdb") for job in jobs]
-    with PostStore.over(stores) as every:
-        ids = every.ids()
-        report.indexed = len(ids)
-        report.repeated_texts = every.repeated_texts()
-    if report.indexed == 0:
-        message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS))
-        directory.discard(keep_folder=folder_existed)
-        raise HiclError(message)
-    writers = [SegmentWriter(directory, segment_of(job.number), dim=job.dim, first_id=job.number * ID_STRIDE,
-                             hashtag_rule=config.hashtag_rule, rejects=rejects_of(job.number)) for job in jobs]
-    try:
-        vectors = SegmentVectors([part for writer in writers for part in writer.vectors().parts], encoding.dim)
-        plan, trained = trained_for(directory, vectors, ids, encoding, config)
-        segments = [writer.seal(trained) for writer in writers if writer.store.count()]
-    finally:
-        for writer in writers:
-            writer.close()
+    with (
+        tqdm(desc=f"reading and encoding ({workers} workers)", unit=" records", total=max(estimated, 1),
+             disable=not config.progress) as bar,
+        Workers(workers, encoder, config, bar) as pool,
+    ):
+        results = pool.run(run_shard, jobs)
+        report = _merged_report(results, shards, workers, config)
+        report.index, report.load_seconds, report.resumed = directory.path, load_seconds, resumed
+        report.encoded_on = (f"{workers} worker processes of {threads_each(config, workers)} threads, "
+                             f"on {encoding.where.split(' (')[0]}")
+        _drop_repeated(directory, jobs, report)
+        _merge_rejects(directory, jobs)
+        stores = [directory.file(f"{segment_of(job.number)}.duckdb") for job in jobs]
+        with PostStore.over(stores) as every:
+            ids = every.ids()
+            report.indexed = len(ids)
+            report.repeated_texts = every.repeated_texts()
+        if report.indexed == 0:
+            message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS))
+            directory.discard(keep_folder=folder_existed)
+            raise HiclError(message)
+        parts = []
+        for job in jobs:
+            with shard_writer(directory, job.number, job.dim, config.hashtag_rule) as writer:
+                parts += writer.vectors().parts
+        plan, _ = trained_for(directory, SegmentVectors(parts, encoding.dim), ids, encoding, config)
+        sealed = pool.run(seal_shard, [SealJob(directory.path, job.number, job.dim, config.hashtag_rule,
+                                               BUILD_TRAINED) for job in jobs])
+    segments = [segment for segment in sealed if segment is not None]
     commit_index(directory, segments, ids, plan, encoding, config, report, seconds)
     remove_unnamed(directory, {MANIFEST, *directory.read_manifest().named_files()})  # the shards' leftovers
     return report
