@@ -163,3 +163,27 @@ def _workers(pid: int) -> list[int]:
             return found
         time.sleep(0.01)
     return found
+
+
+@pytest.mark.slow
+def test_on_a_ray_cluster_workers_read_their_shards_and_one_killed_is_replaced(tmp_path, tiny_hashencoder):
+    pytest.importorskip("ray", reason="install the [ray] extra: pip install 'hicl-retrieval[ray]'")
+    files = _corpus(tmp_path)
+    reference = tmp_path / "reference"
+    subprocess.run(_command(files, reference, tiny_hashencoder, 1), check=True, capture_output=True)
+    out = tmp_path / "ray"
+    ray_command = [*_command(files, out, tiny_hashencoder, 2), "--ray", "local", "--ray-cpus", "2", "--threads", "1"]
+    process = subprocess.Popen(ray_command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    while process.poll() is None and killed is None:
+        if sum(path.stat().st_size for path in out.glob("seg-s*.f16")) >= 0.4 * 2400 * 2 * 32:
+            found = subprocess.run(["pgrep", "-f", "ray::JobWorker"], capture_output=True, text=True).stdout.split()
+            if found:
+                killed = int(found[0])
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(0.005)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 0, stderr
+    assert killed is not None, "the build ended before a worker could be killed"
+    assert "Ray: 2 worker(s) of 1 threads" in stdout, stdout
+    _assert_same_index(reference, out)

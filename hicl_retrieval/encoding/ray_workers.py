@@ -21,9 +21,11 @@ import os
 import socket
 import threading
 from collections import deque
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import ray
+import ray.util
 
 from ..core import native
 from ..core.config import DeviceConfig, EncoderConfig, RayConfig
@@ -229,14 +231,8 @@ class RayEncoding:
     def _get(self, ref):
         try:
             return ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:
-            cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
-            if isinstance(cause, HiclError):
-                raise HiclError(f"a Ray worker: {cause}") from None
-            raise HiclError(f"a Ray worker failed: {type(cause).__name__}: {str(cause).splitlines()[0]}") from None
-        except ray.exceptions.RayActorError as exc:
-            raise HiclError(f"a Ray worker died {RESTARTS + 1} times ({str(exc).splitlines()[0]}); what was written "
-                            "is kept: run the same command again to resume") from None
+        except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
+            raise _worker_error(exc) from None
 
     def encoded(self, items, texts, progress=None):
         in_flight: deque = deque()
@@ -272,3 +268,54 @@ class RayEncoding:
         for worker in self.workers:
             ray.kill(worker)
         self.workers = []
+
+
+class JobWorker:
+    """A Ray actor (made into one by `ray.remote` in `RayJobs`) that sets itself up once, then runs jobs."""
+
+    def __init__(self, setup: Callable[[int, str], None], threads: int, device: str) -> None:
+        setup(threads, device)
+
+    def run(self, function: Callable, job: object) -> object:
+        return function(job)
+
+
+class RayJobs:
+    """A pool of `JobWorker` actors on the cluster, sized as `RayEncoding`'s: each is set up by `setup(threads,
+    device)` (in a parallel build: its encoder) and runs `function(job)` for the jobs it is sent. A worker that
+    dies is restarted and its job run again (a shard resumes from its ledger), `RESTARTS` times at most."""
+
+    def __init__(self, settings: RayConfig, running: DeviceConfig, setup: Callable[[int, str], None]) -> None:
+        connect(settings)
+        workers, gpus, threads, device = _plan(running, settings)
+        actor = ray.remote(JobWorker).options(num_cpus=threads, num_gpus=gpus, max_restarts=RESTARTS,
+                                              max_task_retries=RESTARTS)
+        self.workers = [actor.remote(setup, threads, device) for _ in range(workers)]
+        self.where = f"Ray: {workers} worker(s) of {threads} threads, on {device}"
+
+    def __enter__(self) -> RayJobs:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for worker in self.workers:
+            ray.kill(worker)
+        self.workers = []
+
+    def run(self, function: Callable, jobs: Sequence) -> list:
+        """`function` of each of `jobs`, in the order of `jobs`."""
+        pool = ray.util.ActorPool(self.workers)
+        try:
+            return list(pool.map(lambda worker, job: worker.run.remote(function, job), list(jobs)))
+        except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
+            raise _worker_error(exc) from None
+
+
+def _worker_error(exc: Exception) -> HiclError:
+    """A Ray worker's failure in one line: its own error (a `HiclError` as it was), or its death."""
+    if isinstance(exc, ray.exceptions.RayActorError):
+        return HiclError(f"a Ray worker died {RESTARTS + 1} times ({str(exc).splitlines()[0]}); what was written "
+                         "is kept: run the same command again to resume")
+    cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else exc
+    if isinstance(cause, HiclError):
+        return HiclError(f"a Ray worker: {cause}")
+    return HiclError(f"a Ray worker failed: {type(cause).__name__}: {str(cause).splitlines()[0]}")

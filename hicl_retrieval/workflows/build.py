@@ -83,15 +83,15 @@ def _build(posts_in: Corpus, out: Path, config: BuildConfig, encoder: Encoding, 
     check_trainable(plan.factory, estimated, about=True)  # surely too few posts: refused before any encoding
     folder_existed = Path(out).is_dir()
     directory, resuming = IndexDir.for_build(out, build_state(posts_in, encoder, config), overwrite=config.overwrite)
-    if config.ray is None:
-        wanted = worker_count(config.workers, encoder.where.startswith("cpu"))
-        shards = shards_for(directory, posts_in, wanted, resuming, config.shard_bytes)
-        if shards is not None:
-            workers = min(wanted, len(shards))
-            announce(f"{len(shards)} shards, {workers} worker processes")
-            return build_sharded(directory, shards, workers, config, encoder, given, load_seconds=load_seconds,
-                                 resumed=resuming, seconds=lambda: time.perf_counter() - started,
-                                 estimated=estimated, folder_existed=folder_existed)
+    wanted = len(encoder.workers) if config.ray else worker_count(config.workers, encoder.where.startswith("cpu"))
+    shards = shards_for(directory, posts_in, wanted, resuming, config.shard_bytes)
+    if shards is not None:  # a parallel build; with Ray, its workers read the shards where they run
+        workers = min(wanted, len(shards))
+        announce(f"{len(shards)} shards, {workers} workers")
+        encoder.close()  # the Ray actors that told the encoder's shape make way for the build's
+        return build_sharded(directory, shards, workers, config, encoder, given, load_seconds=load_seconds,
+                             resumed=resuming, seconds=lambda: time.perf_counter() - started,
+                             estimated=estimated, folder_existed=folder_existed)
     with SegmentWriter(directory, BUILD_SEGMENT, dim=encoder.dim, first_id=0,
                        hashtag_rule=config.hashtag_rule) as writer:
         last = writer.last

@@ -13,6 +13,7 @@ unfinished ones where their last chunk ended, and redoes the finishing steps, wh
 from __future__ import annotations
 
 import ctypes
+import functools
 import itertools
 import json
 import logging
@@ -132,9 +133,16 @@ def _die_with_parent() -> None:
 
 
 def _start_worker(encoder: Encoder | None, config: BuildConfig, threads: int, progress) -> None:
+    """A local worker process's start: it dies with the driver, and reports records read to `progress`."""
     _die_with_parent()
+    setup_worker(encoder, config, threads, config.encoding.device)
+    _worker["progress"] = progress
+
+
+def setup_worker(encoder: Encoder | None, config: BuildConfig, threads: int, device: str) -> None:
+    """What a worker (a local process or a Ray actor) needs to run `run_shard` and `seal_shard`."""
     native.set_threads(threads)
-    _worker.update(encoder=encoder, config=config, progress=progress)
+    _worker.update(encoder=encoder, config=config, device=device, progress=None)
 
 
 def _encoding() -> Encoding:
@@ -142,8 +150,7 @@ def _encoding() -> Encoding:
     failure to load is the shard's error, not a broken pool)."""
     if "encoding" not in _worker:
         config = _worker["config"]
-        encoder = _worker["encoder"] or Encoder(config.encoder, device=config.encoding.device,
-                                                dtype=config.encoding.dtype)
+        encoder = _worker["encoder"] or Encoder(config.encoder, device=_worker["device"], dtype=config.encoding.dtype)
         _worker["encoding"] = LocalEncoding(encoder, config.encoding, prefetch=False)
     return _worker["encoding"]
 
@@ -174,7 +181,8 @@ def run_shard(job: ShardJob) -> ShardResult:
             report.seconds = earlier + time.perf_counter() - started
             writer.commit(posts, vectors, rejects, records=report.read,
                           stats=json.dumps({**report.as_dict(), "times": times}))
-            progress.put(len(chunk))
+            if progress is not None:
+                progress.put(len(chunk))
         report.seconds = earlier + time.perf_counter() - started
         writer.commit([], np.empty((0, job.dim), np.float32), [], records=report.read,
                       stats=json.dumps({**report.as_dict(), "times": times, "complete": True}))
@@ -223,6 +231,7 @@ class Workers:
         self.progress = self.context.Queue()
         self.pool: ProcessPoolExecutor | None = None
         self.breaks = 0
+        self.where = f"{count} worker processes of {threads_each(config, count)} threads"
         self.stop = threading.Event()
         self.shower = threading.Thread(target=self._show, args=(bar,), daemon=True)
         self.shower.start()
@@ -275,6 +284,15 @@ class Workers:
                         "a smaller --chunk-size")
                 LOG.warning("a build worker died; redoing its unfinished jobs")
         return [results[number] for number in range(len(jobs))]
+
+
+def _pool(workers: int, encoder: Encoder | None, config: BuildConfig, bar: tqdm):
+    """Local worker processes, or with `config.ray` Ray actors (reading the shards where they run)."""
+    if config.ray is None:
+        return Workers(workers, encoder, config, bar)
+    from ..encoding.ray_workers import RayJobs
+
+    return RayJobs(config.ray, config.encoding, functools.partial(setup_worker, encoder, config))
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -347,13 +365,12 @@ def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config
     with (
         tqdm(desc=f"reading and encoding ({workers} workers)", unit=" records", total=max(estimated, 1),
              disable=not config.progress) as bar,
-        Workers(workers, encoder, config, bar) as pool,
+        _pool(workers, encoder, config, bar) as pool,
     ):
         results = pool.run(run_shard, jobs)
         report = _merged_report(results, shards, workers, config)
         report.index, report.load_seconds, report.resumed = directory.path, load_seconds, resumed
-        report.encoded_on = (f"{workers} worker processes of {threads_each(config, workers)} threads, "
-                             f"on {encoding.where.split(' (')[0]}")
+        report.encoded_on = pool.where
         _drop_repeated(directory, jobs, report)
         _merge_rejects(directory, jobs)
         stores = [directory.file(f"{segment_of(job.number)}.duckdb") for job in jobs]
