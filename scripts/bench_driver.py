@@ -255,6 +255,10 @@ def main() -> None:
                               ("everything else", rest)):
             print(f"  {stage:<22} min {min(values):6.2f} s, median {statistics.median(values):6.2f} s = "
                   f"{args.posts / min(values):8.0f} / {args.posts / statistics.median(values):8.0f} posts/s")
+        stages = reports[name][0].get("stages", {})
+        if stages:
+            print("  stages (median s): " + ", ".join(
+                f"{stage} {statistics.median(r['stages'].get(stage, 0) for r in reports[name]):.2f}" for stage in stages))
         print(f"  median speed against {runs[0][0]}: {base / statistics.median(seconds):.2f}x")
         if name in resumes:
             whole, resumed = resumes[name]

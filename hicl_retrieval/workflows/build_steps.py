@@ -50,6 +50,9 @@ class BuildReport:
     """Whether this run continued an interrupted build (counts and times cover every run)."""
     warnings: list[str] = field(default_factory=list)
     """What the user should look at although nothing failed (e.g. times of a file unreadable)."""
+    stages: dict[str, float] = field(default_factory=dict)
+    """Seconds of this run's stages after reading (a parallel build's: its workers' shards, dropping repeated post
+    ids, merging rejects, training FAISS, sealing the segments; every build's tuning)."""
 
     @classmethod
     def from_stats(cls, stats: dict) -> BuildReport:
@@ -75,6 +78,7 @@ class BuildReport:
             "encoded_on": self.encoded_on,
             "resumed": self.resumed,
             "warnings": list(self.warnings),
+            "stages": {stage: round(seconds, 3) for stage, seconds in self.stages.items()},
         }
 
     def summary(self) -> str:
@@ -167,7 +171,9 @@ def commit_index(directory: IndexDir, segments: Sequence[Segment], ids: np.ndarr
     )
     for segment in segments:
         manifest = manifest.with_segment(segment)
+    tick = time.perf_counter()
     index = directory.open_faiss(manifest, mmap=False)
     manifest = tuned_manifest(manifest, index, directory.open_vectors(manifest), ids, config.target_recall)
+    report.stages["tune"] = time.perf_counter() - tick
     report.seconds = seconds()
     directory.commit(dataclasses.replace(manifest, stats=report.as_dict()))

@@ -286,6 +286,13 @@ class Workers:
         return [results[number] for number in range(len(jobs))]
 
 
+def _stage(report: BuildReport, name: str, since: float) -> float:
+    """Record the stage `name` as lasting from `since` until now; now."""
+    now = time.perf_counter()
+    report.stages[name] = now - since
+    return now
+
+
 def _pool(workers: int, encoder: Encoder | None, config: BuildConfig, bar: tqdm):
     """Local worker processes, or with `config.ray` Ray actors (reading the shards where they run)."""
     if config.ray is None:
@@ -367,12 +374,16 @@ def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config
              disable=not config.progress) as bar,
         _pool(workers, encoder, config, bar) as pool,
     ):
+        tick = time.perf_counter()
         results = pool.run(run_shard, jobs)
         report = _merged_report(results, shards, workers, config)
         report.index, report.load_seconds, report.resumed = directory.path, load_seconds, resumed
         report.encoded_on = pool.where
+        tick = _stage(report, "shards", tick)
         _drop_repeated(directory, jobs, report)
+        tick = _stage(report, "repeated post ids", tick)
         _merge_rejects(directory, jobs)
+        tick = _stage(report, "rejects", tick)
         stores = [directory.file(f"{segment_of(job.number)}.duckdb") for job in jobs]
         with PostStore.over(stores) as every:
             ids = every.ids()
@@ -387,8 +398,10 @@ def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config
             with shard_writer(directory, job.number, job.dim, config.hashtag_rule) as writer:
                 parts += writer.vectors().parts
         plan, _ = trained_for(directory, SegmentVectors(parts, encoding.dim), ids, encoding, config)
+        tick = _stage(report, "train", tick)
         sealed = pool.run(seal_shard, [SealJob(directory.path, job.number, job.dim, config.hashtag_rule,
                                                BUILD_TRAINED) for job in jobs])
+        _stage(report, "seal", tick)
     segments = [segment for segment in sealed if segment is not None]
     commit_index(directory, segments, ids, plan, encoding, config, report, seconds)
     remove_unnamed(directory, {MANIFEST, *directory.read_manifest().named_files()})  # the shards' leftovers
