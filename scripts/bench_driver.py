@@ -45,16 +45,18 @@ HERE = Path(__file__).resolve().parent
 
 
 class GivenVectors:
-    """An encoder in name: unit vectors made once, handed out by slicing."""
+    """An encoder in name: unit vectors handed out, made once and sliced, or (`clustered`) new for every chunk,
+    around 1,000 topics (what an IVF index is trained and tuned on at scale)."""
 
-    def __init__(self, dim: int, chunk_size: int) -> None:
+    def __init__(self, dim: int, chunk_size: int, clustered: bool = False) -> None:
         import torch
 
         from hicl_retrieval import resolve_encoder
 
         rng = np.random.default_rng(0)
-        pool = rng.standard_normal((chunk_size, dim)).astype(np.float32)
-        self.pool = pool / np.linalg.norm(pool, axis=1, keepdims=True)
+        self.topics = _unit(rng.standard_normal((1000, dim)).astype(np.float32)) if clustered else None
+        self.pool = _unit(rng.standard_normal((chunk_size, dim)).astype(np.float32))
+        self.rng = rng
         self.config = dataclasses.replace(resolve_encoder("hashencoder"), model="given-vectors")
         self.dim, self.revision, self.model_bytes = dim, None, 0
         self.device, self.device_name = torch.device("cpu"), "cpu (no encoder: vectors given)"
@@ -62,7 +64,15 @@ class GivenVectors:
     def encode(self, texts, *, progress=None, **_) -> np.ndarray:
         if progress is not None:
             progress.update(len(texts))
-        return self.pool[: len(texts)]
+        if self.topics is None:
+            return self.pool[: len(texts)]
+        topics = self.topics[self.rng.integers(len(self.topics), size=len(texts))]
+        noise = self.rng.standard_normal((len(texts), self.dim)).astype(np.float32) / np.sqrt(self.dim)
+        return _unit(topics + 0.8 * noise)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def _user(rng: random.Random, number: int) -> dict:
@@ -154,10 +164,12 @@ def child(args: argparse.Namespace) -> None:
     from hicl_retrieval import BuildConfig, build_index, resolve_encoder
 
     options = {"workers": args.one_workers} if args.one_workers else {}
-    config = BuildConfig(encoder=resolve_encoder("hashencoder"), faiss_factory="flat", chunk_size=args.chunk_size,
+    config = BuildConfig(encoder=resolve_encoder("hashencoder"), faiss_factory=args.index, chunk_size=args.chunk_size,
                          progress=False, overwrite=not args.resume_child, **options)
-    report = build_index([args.corpus], args.out, config, encoder=GivenVectors(args.dim, args.chunk_size))
-    print(json.dumps(report.as_dict()))
+    encoder = GivenVectors(args.dim, args.chunk_size, clustered=args.index != "flat")
+    report = build_index([args.corpus], args.out, config, encoder=encoder)
+    manifest = json.loads((args.out / "manifest.json").read_text(encoding="utf-8"))
+    print(json.dumps({**report.as_dict(), "index": manifest["faiss_factory"], "tuning": manifest["tuning"]}))
 
 
 def resume_times(args: argparse.Namespace, corpus: Path, out: Path, code: Path | None,
@@ -166,7 +178,7 @@ def resume_times(args: argparse.Namespace, corpus: Path, out: Path, code: Path |
     None where it ended before)."""
     env = {**os.environ, "PYTHONPATH": str(code) if code else str(HERE.parent)}
     command = [sys.executable, __file__, "--corpus", str(corpus), "--out", str(out), "--dim", str(args.dim),
-               "--chunk-size", str(args.chunk_size), "--resume-child"] + (
+               "--chunk-size", str(args.chunk_size), "--index", args.index, "--resume-child"] + (
         ["--one-workers", str(workers)] if workers else [])
 
     def whole() -> float:
@@ -202,6 +214,9 @@ def main() -> None:
     parser.add_argument("--encoder", choices=("given", "tiny"), default="given",
                         help="given: vectors handed out (the build alone); tiny: `hicl-retrieval build` with a "
                              "BERT of 1 layer, 32 wide")
+    parser.add_argument("--index", default="flat",
+                        help="the FAISS index (as build's --index); other than flat, the given vectors are new for "
+                             "every post, around 1,000 topics, so that training and tuning see data of some shape")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--work", type=Path, help="where the corpus and indexes go (default: a temporary folder)")
     parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
@@ -233,7 +248,7 @@ def main() -> None:
                     reports[name].append(cli_build(corpus, Path(tmp) / "index", model, workers, env))
                     continue
                 command = [sys.executable, __file__, "--corpus", str(corpus), "--out", str(Path(tmp) / "index"),
-                           "--dim", str(args.dim), "--chunk-size", str(args.chunk_size)]
+                           "--dim", str(args.dim), "--chunk-size", str(args.chunk_size), "--index", args.index]
                 done = subprocess.run(command + (["--one-workers", str(workers)] if workers else []), env=env,
                                       capture_output=True, text=True, check=True)
                 reports[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -241,7 +256,8 @@ def main() -> None:
                       file=sys.stderr)
         resumes = {name: resume_times(args, corpus, Path(tmp) / "resumed", code, workers)
                    for name, code, workers in runs} if args.resume_at else {}
-    encoder = (f"vectors given, {args.dim} dimensions, chunks of {args.chunk_size}" if args.encoder == "given" else
+    encoder = (f"vectors given, {args.dim} dimensions, chunks of {args.chunk_size}, index {args.index}"
+               if args.encoder == "given" else
                "`hicl-retrieval build` with a BERT of 1 layer, 32 wide (its seconds include loading it)")
     print(f"{args.posts} TweetEval posts as {args.format} ({size / args.posts:.0f} bytes a post), {encoder}, "
           f"{os.cpu_count()} cores, {args.repeats} builds each")
@@ -255,6 +271,8 @@ def main() -> None:
                               ("everything else", rest)):
             print(f"  {stage:<22} min {min(values):6.2f} s, median {statistics.median(values):6.2f} s = "
                   f"{args.posts / min(values):8.0f} / {args.posts / statistics.median(values):8.0f} posts/s")
+        if reports[name][0].get("tuning"):
+            print(f"  index {reports[name][0]['index']}, tuned: {reports[name][0]['tuning']}")
         stages = reports[name][0].get("stages", {})
         if stages:
             print("  stages (median s): " + ", ".join(

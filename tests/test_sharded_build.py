@@ -101,6 +101,23 @@ def test_two_workers_build_the_index_one_process_builds(tmp_path, tiny_encoder):
             np.testing.assert_allclose([h.score for h in theirs], [h.score for h in ours], atol=1e-5)
 
 
+def test_an_ivf_index_built_by_two_workers_answers_as_one_built_in_one_process(tmp_path, tiny_encoder):
+    """The training sample is drawn by position among the posts in corpus order, as in one process: the same
+    centroids, so the same lists, the same tuned nprobe and the same answers."""
+    files = _corpus(tmp_path)
+    base = BuildConfig(encoder=tiny_encoder.config, faiss_factory="IVF8,Flat", chunk_size=256, progress=False)
+    build_index(files, tmp_path / "one", dataclasses.replace(base, workers=1), encoder=tiny_encoder)
+    build_index(files, tmp_path / "two", dataclasses.replace(base, workers=2, shard_bytes=30_000),
+                encoder=tiny_encoder)
+    first, second = (json.loads((tmp_path / name / MANIFEST).read_text()) for name in ("one", "two"))
+    assert first["search_params"] == second["search_params"] and first["tuning"] == second["tuning"]
+    with Retriever(tmp_path / "one", encoder=tiny_encoder) as one, \
+            Retriever(tmp_path / "two", encoder=tiny_encoder) as two:
+        for query in ("flood story 12 from reporter", "the post 600 again", "election", "storm damage"):
+            ours, theirs = one.search(query, k=10)[0].hits, two.search(query, k=10)[0].hits
+            assert [hit.post_id for hit in theirs] == [hit.post_id for hit in ours]
+
+
 def _command(files: list[Path], out: Path, model: Path, workers: int) -> list[str]:
     return [sys.executable, "-m", "hicl_retrieval.cli", "build", *map(str, files), "--out", str(out), "--encoder",
             str(model), "--index", "flat", "--chunk-size", "64", "--workers", str(workers), "--shard-bytes", "30000",

@@ -130,6 +130,6 @@ def _build(posts_in: Corpus, out: Path, config: BuildConfig, encoder: Encoding, 
         ids = writer.store.ids()
         plan, trained = trained_for(directory, writer.vectors(), ids, encoder, config)
         segment = writer.seal(trained, ids)
-    commit_index(directory, [segment], ids, plan, encoder, config, report,
+    commit_index(directory, [segment], ids, plan, trained, encoder, config, report,
                  lambda: earlier_seconds + time.perf_counter() - started)
     return report

@@ -162,18 +162,20 @@ def trained_for(directory: IndexDir, vectors: SegmentVectors, ids: np.ndarray, e
 
 
 def commit_index(directory: IndexDir, segments: Sequence[Segment], ids: np.ndarray, plan: IndexPlan,
-                 encoder: Encoding, config: BuildConfig, report: BuildReport, seconds) -> None:
+                 trained: VectorIndex, encoder: Encoding, config: BuildConfig, report: BuildReport, seconds) -> None:
     """Name the sealed `segments` (holding the posts `ids`) in a manifest, tune the search to the target
-    recall, and commit: the index exists from here on. `seconds()` is the build's time so far."""
+    recall (where the `trained` index's type has a parameter to tune), and commit: the index exists from here
+    on. `seconds()` is the build's time so far."""
     manifest = Manifest(
         encoder=encoder.config, model_revision=encoder.revision, dim=encoder.dim, faiss_factory=plan.factory,
         count=0, next_id=0, trained_file=BUILD_TRAINED, k_factor=plan.k_factor, hashtag_rule=config.hashtag_rule,
     )
     for segment in segments:
         manifest = manifest.with_segment(segment)
-    tick = time.perf_counter()
-    index = directory.open_faiss(manifest, mmap=False)
-    manifest = tuned_manifest(manifest, index, directory.open_vectors(manifest), ids, config.target_recall)
-    report.stages["tune"] = time.perf_counter() - tick
+    if trained.tunable() is not None:  # an exact index has nothing to tune: not even worth opening
+        tick = time.perf_counter()
+        index = directory.open_faiss(manifest, mmap=False)
+        manifest = tuned_manifest(manifest, index, directory.open_vectors(manifest), ids, config.target_recall)
+        report.stages["tune"] = time.perf_counter() - tick
     report.seconds = seconds()
     directory.commit(dataclasses.replace(manifest, stats=report.as_dict()))

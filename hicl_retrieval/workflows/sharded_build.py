@@ -397,13 +397,13 @@ def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config
         for job in jobs:
             with shard_writer(directory, job.number, job.dim, config.hashtag_rule) as writer:
                 parts += writer.vectors().parts
-        plan, _ = trained_for(directory, SegmentVectors(parts, encoding.dim), ids, encoding, config)
+        plan, trained = trained_for(directory, SegmentVectors(parts, encoding.dim), ids, encoding, config)
         tick = _stage(report, "train", tick)
         sealed = pool.run(seal_shard, [SealJob(directory.path, job.number, job.dim, config.hashtag_rule,
                                                BUILD_TRAINED) for job in jobs])
         _stage(report, "seal", tick)
     segments = [segment for segment in sealed if segment is not None]
-    commit_index(directory, segments, ids, plan, encoding, config, report, seconds)
+    commit_index(directory, segments, ids, plan, trained, encoding, config, report, seconds)
     remove_unnamed(directory, {MANIFEST, *directory.read_manifest().named_files()})  # the shards' leftovers
     return report
 
