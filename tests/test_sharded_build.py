@@ -16,7 +16,7 @@ from helpers import index_contents, write_big_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hicl_retrieval import BuildConfig, ReaderConfig, Retriever, build_index
+from hicl_retrieval import BuildConfig, HiclError, ReaderConfig, Retriever, build_index
 from hicl_retrieval.corpus import CorpusFile, Post, read_file
 from hicl_retrieval.corpus.shards import Shard, plan_shards, read_shard
 from hicl_retrieval.index.manifest import MANIFEST
@@ -47,7 +47,7 @@ def test_shards_cut_at_line_boundaries_read_every_record_of_the_file_at_its_true
     path.write_bytes(gzip.compress(data) if compressed else data)
     config = ReaderConfig(max_record_bytes=70)
     file = CorpusFile(path, "jsonl" if json_lines else "text")
-    shards = plan_shards([file], size)
+    shards = plan_shards([file], size, config)
     if compressed:
         assert shards == [Shard(file)]  # a compressed stream cannot be entered in the middle
     else:
@@ -57,6 +57,10 @@ def test_shards_cut_at_line_boundaries_read_every_record_of_the_file_at_its_true
             assert following.first_line == data[: following.start].count(b"\n") + 1
     whole = _records(read_file(path, file.format, config))
     assert [record for shard in shards for record in _records(read_shard(shard, config))] == whole
+
+
+SMALL_RECORDS = ReaderConfig(max_record_bytes=4096)
+"""Files longer than this may be cut into shards (a shorter one may be one JSON object over many lines)."""
 
 
 def _corpus(root: Path) -> list[Path]:
@@ -80,7 +84,8 @@ def _assert_same_index(reference: Path, got: Path) -> None:
 
 def test_two_workers_build_the_index_one_process_builds(tmp_path, tiny_encoder):
     files = _corpus(tmp_path)
-    base = BuildConfig(encoder=tiny_encoder.config, faiss_factory="flat", chunk_size=256, progress=False)
+    base = BuildConfig(encoder=tiny_encoder.config, faiss_factory="flat", chunk_size=256, progress=False,
+                       reader=SMALL_RECORDS)
     one = build_index(files, tmp_path / "one", dataclasses.replace(base, workers=1), encoder=tiny_encoder)
     two = build_index(files, tmp_path / "two", dataclasses.replace(base, workers=2, shard_bytes=30_000),
                       encoder=tiny_encoder)
@@ -105,7 +110,8 @@ def test_an_ivf_index_built_by_two_workers_answers_as_one_built_in_one_process(t
     """The training sample is drawn by position among the posts in corpus order, as in one process: the same
     centroids, so the same lists, the same tuned nprobe and the same answers."""
     files = _corpus(tmp_path)
-    base = BuildConfig(encoder=tiny_encoder.config, faiss_factory="IVF8,Flat", chunk_size=256, progress=False)
+    base = BuildConfig(encoder=tiny_encoder.config, faiss_factory="IVF8,Flat", chunk_size=256, progress=False,
+                       reader=SMALL_RECORDS)
     build_index(files, tmp_path / "one", dataclasses.replace(base, workers=1), encoder=tiny_encoder)
     build_index(files, tmp_path / "two", dataclasses.replace(base, workers=2, shard_bytes=30_000),
                 encoder=tiny_encoder)
@@ -121,7 +127,7 @@ def test_an_ivf_index_built_by_two_workers_answers_as_one_built_in_one_process(t
 def _command(files: list[Path], out: Path, model: Path, workers: int) -> list[str]:
     return [sys.executable, "-m", "hicl_retrieval.cli", "build", *map(str, files), "--out", str(out), "--encoder",
             str(model), "--index", "flat", "--chunk-size", "64", "--workers", str(workers), "--shard-bytes", "30000",
-            "--quiet"]
+            "--max-record-bytes", str(SMALL_RECORDS.max_record_bytes), "--quiet"]
 
 
 @pytest.mark.slow
@@ -204,3 +210,22 @@ def test_on_a_ray_cluster_workers_read_their_shards_and_one_killed_is_replaced(t
     assert killed is not None, "the build ended before a worker could be killed"
     assert "Ray: 2 worker(s) of 1 threads" in stdout, stdout
     _assert_same_index(reference, out)
+
+
+def test_a_parallel_build_of_nothing_but_bad_lines_fails_in_one_line_and_leaves_nothing(tmp_path, tiny_encoder):
+    files = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    for number, path in enumerate(files):
+        path.write_text("".join(f"{{broken {number} {line}\n" for line in range(50)), encoding="utf-8")
+    config = BuildConfig(encoder=tiny_encoder.config, workers=2, progress=False)
+    with pytest.raises(HiclError, match=r"no post indexed: all 100 records were rejected \(bad_json 100\); the first: "
+                                        r".*a\.jsonl line 1"):
+        build_index(files, tmp_path / "index", config, encoder=tiny_encoder)
+    assert not (tmp_path / "index").exists()
+
+
+def test_a_file_the_json_reader_reads_as_one_object_is_never_cut(tmp_path):
+    path = tmp_path / "response.json"
+    path.write_text(json.dumps({"data": [{"id": str(i), "text": f"post {i}"} for i in range(300)]}, indent=2))
+    file = CorpusFile(path, "jsonl")
+    assert plan_shards([file], 100) == [Shard(file)]
+    assert len(plan_shards([file], 100, ReaderConfig(max_record_bytes=1000))) > 2  # too long for one object

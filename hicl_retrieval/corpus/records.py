@@ -154,14 +154,20 @@ def make_post(fields: dict[str, Any], source: str, line: int, time_format: str |
     )
 
 
+def time_counts(record: Record) -> tuple[int, int]:
+    """(1 if `record` is a post with a time, readable or not; 1 if its time could not be read), for `time_warning`."""
+    if isinstance(record, Post) and (record.created_at is not None or record.notes):
+        return 1, int(BAD_CREATED_AT in record.notes)
+    return 0, 0
+
+
 def noting_times(records: Iterable[Record], where: object, time_format: str | None,
                  warnings: list[str]) -> Iterator[Record]:
     """`records` passed on; at their end, `warnings` gains what `time_warning` says of the times of their posts."""
     timed = unreadable = 0
     for record in records:
-        if isinstance(record, Post) and (record.created_at is not None or record.notes):
-            timed += 1
-            unreadable += BAD_CREATED_AT in record.notes
+        has, lacks = time_counts(record)
+        timed, unreadable = timed + has, unreadable + lacks
         yield record
     warning = time_warning(where, unreadable, timed, time_format)
     if warning:

@@ -42,8 +42,8 @@ class Shard:
         return f"{self.file.path} bytes {self.start}-{'' if self.end is None else self.end} (from line {self.first_line})"
 
     def to_dict(self) -> dict:
-        return {"path": str(self.file.path), "format": self.file.format, "start": self.start, "end": self.end,
-                "first_line": self.first_line}
+        return {"path": str(self.file.path.resolve()), "format": self.file.format, "start": self.start,
+                "end": self.end, "first_line": self.first_line}
 
 
 def read_shard(shard: Shard, config: ReaderConfig) -> Iterator[Record]:
@@ -97,13 +97,16 @@ def cuts(path: Path, pieces: int) -> list[tuple[int, int]]:
     return found
 
 
-def plan_shards(files: Sequence[CorpusFile], size: int) -> list[Shard]:
+def plan_shards(files: Sequence[CorpusFile], size: int, config: ReaderConfig | None = None) -> list[Shard]:
     """`files` as shards, in corpus order: each cuttable file of more than 1.5 x `size` bytes in ranges of about
-    `size`, every other file whole."""
+    `size`, every other file whole. A file no longer than `config.max_record_bytes` stays whole too: the JSON
+    reader may read it as one object over several lines."""
+    whole_below = (config or ReaderConfig()).max_record_bytes
     shards = []
     for file in files:
-        pieces = round(file.path.stat().st_size / size)
-        if pieces < 2 or not cuttable(file):
+        length = file.path.stat().st_size
+        pieces = round(length / size)
+        if pieces < 2 or length <= whole_below or not cuttable(file):
             shards.append(Shard(file))
             continue
         starts = cuts(file.path, pieces)

@@ -1,4 +1,5 @@
-"""Build an index directory from corpus files: read, encode, write a segment, train FAISS, commit."""
+"""Build an index directory from corpus files: read, encode, write a segment, train FAISS, commit (in this
+process; sharded_build.py builds in parallel)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,10 @@ def build_index(
     The encoder runs where `config.encoding` says (device, precision, batches), or in a pool of
     Ray actors with `config.ray`; either way chunks are written in order by this process, so the
     index and its resumption are the same. `encoder`, if given, is used in this process.
+
+    With more than one worker (`config.workers`, by default one a core) and a corpus of more than
+    one shard, the build runs in parallel instead (sharded_build.py): a segment a shard, written
+    by worker processes (or Ray actors with `config.ray`), to the same index.
     """
     started = time.perf_counter()
     check_name(out, "index folder", "choose a name in UTF-8")  # DuckDB and FAISS open only UTF-8 paths
@@ -83,7 +88,9 @@ def _build(posts_in: Corpus, out: Path, config: BuildConfig, encoder: Encoding, 
     check_trainable(plan.factory, estimated, about=True)  # surely too few posts: refused before any encoding
     folder_existed = Path(out).is_dir()
     directory, resuming = IndexDir.for_build(out, build_state(posts_in, encoder, config), overwrite=config.overwrite)
-    wanted = len(encoder.workers) if config.ray else worker_count(config.workers, encoder.where.startswith("cpu"))
+    # an encoder object the caller made runs in worker processes only when asked: they must unpickle it
+    workers = config.workers or (None if given is None else 1)
+    wanted = len(encoder.workers) if config.ray else worker_count(workers, encoder.where.startswith("cpu"))
     shards = shards_for(directory, posts_in, wanted, resuming, config.shard_bytes)
     if shards is not None:  # a parallel build; with Ray, its workers read the shards where they run
         workers = min(wanted, len(shards))

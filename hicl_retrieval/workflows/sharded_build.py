@@ -37,6 +37,7 @@ from ..core.config import BuildConfig
 from ..core.errors import HiclError
 from ..core.times import time_warning
 from ..corpus import Corpus, CorpusFile, record_chunks
+from ..corpus.records import time_counts
 from ..corpus.shards import Shard, plan_shards, read_shard
 from ..encoding.encoder import Encoder
 from ..encoding.pools import Encoding, LocalEncoding
@@ -89,12 +90,12 @@ def shards_for(directory: IndexDir, posts_in: Corpus, workers: int, resuming: bo
     if resuming:
         if not recorded.exists():
             return None  # a one-process build is resumed as one
-        files = {str(file.path): file for file in posts_in.files}
+        files = {str(file.path.resolve()): file for file in posts_in.files}  # as the build state names them
         return [Shard(files[row["path"]], row["start"], row["end"], row["first_line"])
                 for row in json.loads(recorded.read_text(encoding="utf-8"))]
     if workers < 2:
         return None
-    shards = plan_shards(posts_in.files, size or shard_bytes(posts_in.files, workers))
+    shards = plan_shards(posts_in.files, size or shard_bytes(posts_in.files, workers), posts_in.config)
     if len(shards) < 2:
         return None
     write_json(recorded, [shard.to_dict() for shard in shards])
@@ -174,9 +175,8 @@ def run_shard(job: ShardJob) -> ShardResult:
             report.rejected.update(reject.reason for reject in rejects)
             for post in posts:
                 report.notes.update(post.notes)
-                if post.created_at is not None or post.notes:
-                    times[0] += 1
-                    times[1] += "bad_created_at" in post.notes
+                has, lacks = time_counts(post)
+                times[0], times[1] = times[0] + has, times[1] + lacks
             report.read += len(chunk)
             report.seconds = earlier + time.perf_counter() - started
             writer.commit(posts, vectors, rejects, records=report.read,
@@ -248,8 +248,10 @@ class Workers:
     def __enter__(self) -> Workers:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self.pool is not None:
+    def __exit__(self, kind: type[BaseException] | None, *exc_info: object) -> None:
+        if self.pool is not None and kind is None:
+            self.pool.shutdown(wait=True)
+        elif self.pool is not None:  # a job's error: the others stop too (each resumes when rerun)
             self.pool.shutdown(wait=False, cancel_futures=True)
             _stop_workers(self.pool)
         self.stop.set()
