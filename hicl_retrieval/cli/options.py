@@ -127,7 +127,8 @@ def add_reading(command) -> None:
     reading.add_argument("--format", default="auto", choices=("auto", "text", "jsonl", "csv", "tsv", "parquet"),
                          help="corpus format (default: from the file name, else the content)")
     reading.add_argument("--text-col", help="text column / JSON key (default: detected, e.g. text, full_text)")
-    reading.add_argument("--id-col", help="post id column (default: detected, e.g. id_str, id, tweet_id)")
+    reading.add_argument("--id-col",
+                         help="post id column (default: the first of id_str, post_id, tweet_id, status_id, id)")
     reading.add_argument("--author-col", help="author column (default: detected, e.g. author, screen_name)")
     reading.add_argument("--time-col", help="creation time column (default: detected, e.g. created_at)")
     reading.add_argument("--delimiter", help="CSV delimiter (default: ',' for .csv, '\\t' for .tsv)")
