@@ -90,7 +90,7 @@ def ray_of(args: argparse.Namespace):
         if given:
             raise HiclError(f"--{given[0].replace('_', '-')} sets up Ray workers: add --ray")
         return None
-    return RayConfig(address=args.ray, workers=getattr(args, "workers", None), gpus_per_worker=args.gpus_per_worker,
+    return RayConfig(address=args.ray, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                      threads=args.threads, cpus=args.ray_cpus)
 
 

@@ -162,10 +162,11 @@ def trained_for(directory: IndexDir, vectors: SegmentVectors, ids: np.ndarray, e
 
 
 def commit_index(directory: IndexDir, segments: Sequence[Segment], ids: np.ndarray, plan: IndexPlan,
-                 trained: VectorIndex, encoder: Encoding, config: BuildConfig, report: BuildReport, seconds) -> None:
+                 trained: VectorIndex, encoder: Encoding, config: BuildConfig, report: BuildReport,
+                 seconds) -> Manifest:
     """Name the sealed `segments` (holding the posts `ids`) in a manifest, tune the search to the target
     recall (where the `trained` index's type has a parameter to tune), and commit: the index exists from here
-    on. `seconds()` is the build's time so far."""
+    on. `seconds()` is the build's time so far. Returns the manifest committed."""
     manifest = Manifest(
         encoder=encoder.config, model_revision=encoder.revision, dim=encoder.dim, faiss_factory=plan.factory,
         count=0, next_id=0, trained_file=BUILD_TRAINED, k_factor=plan.k_factor, hashtag_rule=config.hashtag_rule,
@@ -178,4 +179,6 @@ def commit_index(directory: IndexDir, segments: Sequence[Segment], ids: np.ndarr
         manifest = tuned_manifest(manifest, index, directory.open_vectors(manifest), ids, config.target_recall)
         report.stages["tune"] = time.perf_counter() - tick
     report.seconds = seconds()
-    directory.commit(dataclasses.replace(manifest, stats=report.as_dict()))
+    manifest = dataclasses.replace(manifest, stats=report.as_dict())
+    directory.commit(manifest)
+    return manifest

@@ -65,6 +65,11 @@ def segment_of(number: int) -> str:
     return f"seg-s{number:05d}"
 
 
+def stores_of(directory: IndexDir, jobs: Sequence[ShardJob]) -> list[Path]:
+    """The post stores of the shards' segments."""
+    return [directory.file(f"{segment_of(job.number)}.duckdb") for job in jobs]
+
+
 def rejects_of(number: int) -> str:
     return f"seg-s{number:05d}.rejects.jsonl"
 
@@ -336,8 +341,7 @@ def _drop_repeated(directory: IndexDir, jobs: Sequence[ShardJob], report: BuildR
     Asked again after an interruption, the answer for the unfinished shards is the same: a post
     kept (the first of its post id) is never dropped, so what repeats it still does.
     """
-    stores = [directory.file(f"{segment_of(job.number)}.duckdb") for job in jobs]
-    with PostStore.over(stores) as every:
+    with PostStore.over(stores_of(directory, jobs)) as every:
         repeated = every.repeated_post_ids()
     report.duplicates = len(repeated)
     ids = np.array([row[0] for row in repeated], dtype=np.int64)
@@ -386,8 +390,7 @@ def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config
         tick = _stage(report, "repeated post ids", tick)
         _merge_rejects(directory, jobs)
         tick = _stage(report, "rejects", tick)
-        stores = [directory.file(f"{segment_of(job.number)}.duckdb") for job in jobs]
-        with PostStore.over(stores) as every:
+        with PostStore.over(stores_of(directory, jobs)) as every:
             ids = every.ids()
             report.indexed = len(ids)
             report.repeated_texts = every.repeated_texts()
@@ -405,7 +408,7 @@ def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config
                                                BUILD_TRAINED) for job in jobs])
         _stage(report, "seal", tick)
     segments = [segment for segment in sealed if segment is not None]
-    commit_index(directory, segments, ids, plan, trained, encoding, config, report, seconds)
-    remove_unnamed(directory, {MANIFEST, *directory.read_manifest().named_files()})  # the shards' leftovers
+    manifest = commit_index(directory, segments, ids, plan, trained, encoding, config, report, seconds)
+    remove_unnamed(directory, {MANIFEST, *manifest.named_files()})  # the shards' leftovers
     return report
 
