@@ -135,6 +135,11 @@ def test_errors_are_shown_not_swallowed(page):
     assert page.is_hidden("#error") and page.locator("li.hit").count() > 0
 
 
+def wait_for_about(page):
+    """Wait until the page has shown the index's size (its first text also names posts)."""
+    page.wait_for_function(r"/^\d[\d,.\s]* posts/.test(document.getElementById('about').textContent)")
+
+
 def test_without_the_token_the_page_asks_for_it(browser, site):
     url, retriever = site
     context = browser.new_context()
@@ -147,7 +152,7 @@ def test_without_the_token_the_page_asks_for_it(browser, site):
     search(page, "river")
     assert page.is_hidden("#error") and page.locator("li.hit").count() == 10
     page.reload()  # the token is kept for the tab's session
-    page.wait_for_function("document.getElementById('about').textContent.includes('posts')")
+    wait_for_about(page)
     assert page.inner_text("#about").startswith(f"{retriever.manifest.count} posts")
     context.close()
 
@@ -160,7 +165,7 @@ def test_a_service_without_a_token_asks_for_none(browser, site, tiny_encoder):
         context = browser.new_context()
         page = context.new_page()
         page.goto(f"http://127.0.0.1:{server.port}/")
-        page.wait_for_function("document.getElementById('about').textContent.includes('posts')")
+        wait_for_about(page)
         assert page.is_hidden("#token-box")
         search(page, "wildfire smoke", k=3)
         assert page.locator("li.hit").count() == 3
