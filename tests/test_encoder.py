@@ -143,3 +143,25 @@ def test_20_an_unreachable_hub_fails_in_seconds_not_a_minute(monkeypatch):
     assert time.perf_counter() - started < 10
     assert "the hub cannot be reached from this machine and the model is not in the local cache" in str(error.value)
     assert "--encoder minilm" in str(error.value)
+
+
+def test_a_fast_tokenizer_gives_the_ids_of_the_hugging_face_call(shared_data, minilm_encoder):
+    """The encoder tokenises through the Rust tokenizer directly (its Python wrapper costs as much again): the same
+    ids as the tokenizer's own call, on real tweets, a post cut at max_length, and texts holding special tokens."""
+    lines = []
+    for name in ("emotion/train_text.txt", "hate/train_text.txt", "offensive/train_text.txt"):
+        lines += Path(shared_data, "tweeteval", "datasets", name).read_text(encoding="utf-8").splitlines()[:700]
+    lines += ["flood " * 500, "", "[CLS] the [SEP] river [MASK]", "東京 🌊 #Überschwemmung"]
+    assert minilm_encoder.backend is not None
+    config = minilm_encoder.config
+    expected = minilm_encoder.tokenizer(lines, truncation=True, max_length=config.max_length)["input_ids"]
+    assert minilm_encoder.tokenize(lines) == expected
+    assert max(map(len, expected)) == config.max_length
+    minilm_encoder.embed(lines[:4])  # the tokenizer's own call, padding: its settings never reach the copy
+    assert minilm_encoder.tokenize(lines[:50]) == expected[:50]
+
+
+def test_a_python_tokenizer_is_called_as_it_is(tiny_encoder):
+    assert tiny_encoder.backend is None  # BERTweet's
+    assert tiny_encoder.tokenize(TWEETS) == tiny_encoder.tokenizer(
+        tiny_encoder.prepare(TWEETS), truncation=True, max_length=128)["input_ids"]

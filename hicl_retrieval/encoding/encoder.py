@@ -116,6 +116,27 @@ def _quantize_int8(model, device):
         return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
+def _backend_tokenizer(tokenizer, max_length: int):
+    """A copy of the Rust tokenizer behind a fast Hugging Face tokenizer, set to truncate at `max_length` and not
+    to pad; None for a tokenizer written in Python (BERTweet's).
+
+    It gives the ids the Hugging Face call gives (the same tokenizer, special tokens and truncation) without
+    that call's Python conversion of every post, which costs as much as tokenising a tweet (measured:
+    46 against 21 us a tweet). A copy, so that other calls that set the original's truncation and padding
+    (training's batches) never change it.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    from tokenizers import Tokenizer
+
+    own = Tokenizer.from_str(backend.to_str())
+    own.no_padding()
+    own.enable_truncation(max_length, direction=tokenizer.truncation_side)
+    own.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
+    return own
+
+
 class Encoder:
     """Encodes post texts into unit vectors (rows of a float32 array).
 
@@ -153,6 +174,7 @@ class Encoder:
         self.model.to(self.device, dtype=torch_dtype(precision)).eval()
         if config.quantize == "int8":
             self.model = _quantize_int8(self.model, self.device)
+        self.backend = _backend_tokenizer(self.tokenizer, config.max_length)
         self.dim = int(self.model.config.hidden_size)
         self.model_bytes = sum(t.numel() * t.element_size() for t in (*self.model.parameters(), *self.model.buffers()))
         self.revision = (
@@ -195,6 +217,8 @@ class Encoder:
         """Token ids of `texts` as the model reads them, truncated to ``max_length``, unpadded."""
         if not texts:
             return []
+        if self.backend is not None:
+            return [encoding.ids for encoding in self.backend.encode_batch(self.prepare(texts))]
         return self.tokenizer(
             self.prepare(texts), truncation=True, max_length=self.config.max_length, padding=False
         )["input_ids"]
