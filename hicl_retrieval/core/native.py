@@ -1,4 +1,4 @@
-"""The two native runtimes, torch and FAISS: load order and thread counts in one place.
+"""The native runtimes, torch and FAISS (and the tokenizers' Rust pool): load order and thread counts in one place.
 
 Both bring their own OpenMP runtime. Importing FAISS before torch can crash torch's kernels
 (faiss issue #4273), so FAISS is only ever imported through `faiss()`, which imports torch
@@ -36,7 +36,10 @@ def faiss() -> ModuleType:
 
 
 def set_threads(threads: int | None = None) -> int:
-    """Use `threads` (default: every available core) in torch and FAISS; returns the count."""
+    """Use `threads` (default: every available core) in torch and FAISS, and in the Rust tokenizers where this
+    process has not tokenised yet (their pool is made at first use, one thread a core); returns the count.
+
+    Build workers run one thread each: two of them on two cores, each tokenising on both, took 1.2x as long."""
     import torch
 
     from .bounds import THREADS, check
@@ -44,6 +47,9 @@ def set_threads(threads: int | None = None) -> int:
     global _threads
     check("--threads", threads, THREADS)
     count = threads if threads is not None else available_cores()
+    os.environ["RAYON_NUM_THREADS"] = str(count)
+    if count == 1:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
     if _threads != count:
         torch.set_num_threads(count)
         faiss().omp_set_num_threads(count)

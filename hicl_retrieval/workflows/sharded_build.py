@@ -55,7 +55,7 @@ SHARDS = "shards.json"
 """The shards a parallel build began with: a resumption keeps them, whatever its --workers."""
 ID_STRIDE = 1 << 36
 """Shard n's posts get the ids n * ID_STRIDE, +1, ...: unique without knowing any shard's size."""
-MIN_SHARD_BYTES = 4 << 20
+MIN_SHARD_BYTES = 1 << 20
 MAX_SHARD_BYTES = 256 << 20
 WORKER_TRIES = 3
 """How many times workers may die (the pool broken, its unfinished shards redone) before the build fails."""
