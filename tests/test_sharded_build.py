@@ -18,14 +18,14 @@ from hypothesis import strategies as st
 
 from hicl_retrieval import BuildConfig, HiclError, ReaderConfig, Retriever, build_index
 from hicl_retrieval.corpus import CorpusFile, Post, read_file
-from hicl_retrieval.corpus.shards import Shard, plan_shards, read_shard
+from hicl_retrieval.corpus.shards import ReadPoint, Shard, plan_shards, read_shard
 from hicl_retrieval.index.manifest import MANIFEST
 
 LINE = st.one_of(
     st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x00"), max_size=40),
     st.just(""),  # blank lines count as lines
     st.just("{broken"),
-    st.text(alphabet="ab #", min_size=60, max_size=90),  # longer than max_record_bytes below
+    st.text(alphabet="ab #", min_size=60, max_size=160),  # longer than max_record_bytes below
 )
 
 
@@ -57,6 +57,38 @@ def test_shards_cut_at_line_boundaries_read_every_record_of_the_file_at_its_true
             assert following.first_line == data[: following.start].count(b"\n") + 1
     whole = _records(read_file(path, file.format, config))
     assert [record for shard in shards for record in _records(read_shard(shard, config))] == whole
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.one_of(LINE, st.lists(st.text(alphabet="ab #", max_size=6), min_size=2, max_size=4)),
+                      min_size=1, max_size=40),
+       size=st.integers(1, 300), json_lines=st.booleans(), compressed=st.booleans(), chunk=st.integers(1, 7),
+       stop=st.integers(0, 200))
+def test_a_resumed_shard_reads_on_from_the_record_after_its_read_point(
+        tmp_path_factory, lines, size, json_lines, compressed, chunk, stop):
+    """Resuming, a shard of lines reads past (not parsing) the lines before its read point; every record after it
+    comes back once, a JSON line of several posts (a v2 response) cut between chunks included."""
+    folder = tmp_path_factory.mktemp("resume")
+    if json_lines:
+        lines = [line if line in ("", "{broken") else
+                 json.dumps({"data": [{"id": str(j), "text": text or "x"} for j, text in enumerate(line)]},
+                            separators=(",", ":"))
+                 if isinstance(line, list) else json.dumps({"id": str(i), "text": line})
+                 for i, line in enumerate(lines)]
+    else:
+        lines = [" ".join(line) if isinstance(line, list) else line for line in lines]
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    path = folder / ("posts.jsonl" if json_lines else "posts.txt")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    config = ReaderConfig(max_record_bytes=150)
+    for shard in plan_shards([CorpusFile(path, "jsonl" if json_lines else "text")], size, config):
+        records = list(read_shard(shard, config))
+        consumed = stop % (len(records) + 1)
+        point = ReadPoint()
+        for start in range(0, consumed, chunk):
+            point = point.after(records[start:min(start + chunk, consumed)])
+        assert point.records == consumed
+        assert _records(read_shard(shard, config, point)) == _records(records[consumed:])
 
 
 SMALL_RECORDS = ReaderConfig(max_record_bytes=4096)

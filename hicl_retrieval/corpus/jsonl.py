@@ -232,6 +232,11 @@ def read_jsonl(path: Path, config: ReaderConfig) -> Iterator[Record]:
     return read_json_lines(path, config)
 
 
+def is_json_lines(path: Path, config: ReaderConfig) -> bool:
+    """Whether `read_jsonl` reads `path` as JSON lines (not one array, nor one object over several lines)."""
+    return not starts_with_array(path) and not _one_document(path, config.max_record_bytes)[0]
+
+
 def read_json_lines(path: Path, config: ReaderConfig, span: Span = Span()) -> Iterator[Record]:
     """The posts of a file of JSON lines (of its `span`), blank lines skipped."""
 

@@ -15,11 +15,13 @@ from .streams import CorruptStream, open_binary
 
 @dataclass(frozen=True)
 class Span:
-    """Bytes `start` to `end` (None: the end) of an uncompressed file, from the start of its line `first_line`."""
+    """Bytes `start` to `end` (None: the end) of an uncompressed file, from the start of its line `first_line`;
+    the lines before `parse_from` are read past, not parsed (what a resumed build has already committed)."""
 
     start: int = 0
     end: int | None = None
     first_line: int = 1
+    parse_from: int = 0
 
 
 def bounded_lines(stream: BinaryIO, limit: int, span: Span = Span()) -> Iterator[tuple[int, bytes | None]]:
@@ -68,6 +70,8 @@ def read_lines(
     with open_binary(path) as stream:
         try:
             for number, line in bounded_lines(stream, config.max_record_bytes, span):
+                if number < span.parse_from:
+                    continue
                 if line is None:
                     yield Reject(source, number, TOO_LONG, f"line longer than {config.max_record_bytes} bytes")
                     continue

@@ -9,13 +9,14 @@ Parquet and JSON arrays are read whole: one shard each.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.config import ReaderConfig
 from .inputs import CorpusFile, read_file
-from .jsonl import read_json_lines, starts_with_array
+from .jsonl import is_json_lines, read_json_lines, starts_with_array
 from .lines import Span, read_text
 from .records import Record
 from .streams import GZIP_MAGIC, ZSTD_MAGIC
@@ -46,14 +47,48 @@ class Shard:
                 "end": self.end, "first_line": self.first_line}
 
 
-def read_shard(shard: Shard, config: ReaderConfig) -> Iterator[Record]:
-    """The records of `shard`, numbered by their line in the whole file."""
+@dataclass(frozen=True)
+class ReadPoint:
+    """How far the reading of a shard got: `records` consumed, the last from line `line` (0: unknown), `taken`
+    records of that line (a JSON line may hold several posts)."""
+
+    records: int = 0
+    line: int = 0
+    taken: int = 0
+
+    def after(self, chunk: Sequence[Record]) -> ReadPoint:
+        """The point once `chunk`, the records read next, is consumed too."""
+        if not chunk:
+            return self
+        last = chunk[-1].line
+        same = next((count for count, record in enumerate(reversed(chunk)) if record.line != last), len(chunk))
+        taken = self.taken + same if same == len(chunk) and last == self.line else same
+        return ReadPoint(self.records + len(chunk), last, taken)
+
+
+def _of_lines(shard: Shard, config: ReaderConfig) -> bool:
+    """Whether the shard is read a line at a time (plain text, or JSON lines rather than one document)."""
+    fmt = shard.file.format
+    return fmt == "text" or (fmt == "jsonl" and (not shard.whole or is_json_lines(shard.file.path, config)))
+
+
+def read_shard(shard: Shard, config: ReaderConfig, point: ReadPoint = ReadPoint()) -> Iterator[Record]:
+    """The records of `shard` after `point` (where a resumed shard goes on), numbered by their line in the whole file.
+
+    In a file of lines the lines before the point's are read past without being parsed, so a resumption
+    costs what reading the bytes costs (a shard is at most a few hundred MiB); the records of other
+    formats are read again and dropped.
+    """
+    if point.line and _of_lines(shard, config):
+        span = Span(shard.start, shard.end, shard.first_line, parse_from=point.line)
+        read = read_text if shard.file.format == "text" else read_json_lines
+        return itertools.islice(read(shard.file.path, config, span), point.taken, None)
     if shard.whole:
-        return read_file(shard.file.path, shard.file.format, config)
-    span = Span(shard.start, shard.end, shard.first_line)
-    if shard.file.format == "text":
-        return read_text(shard.file.path, config, span)
-    return read_json_lines(shard.file.path, config, span)
+        records = read_file(shard.file.path, shard.file.format, config)
+    else:
+        span = Span(shard.start, shard.end, shard.first_line)
+        records = (read_text if shard.file.format == "text" else read_json_lines)(shard.file.path, config, span)
+    return itertools.islice(records, point.records, None)
 
 
 def cuttable(file: CorpusFile) -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import itertools
 import json
 import logging
 import multiprocessing
@@ -38,7 +37,7 @@ from ..core.errors import HiclError
 from ..core.times import time_warning
 from ..corpus import Corpus, CorpusFile, record_chunks
 from ..corpus.records import time_counts
-from ..corpus.shards import Shard, plan_shards, read_shard
+from ..corpus.shards import ReadPoint, Shard, plan_shards, read_shard
 from ..encoding.encoder import Encoder
 from ..encoding.pools import Encoding, LocalEncoding
 from ..index.changes import remove_unnamed
@@ -173,7 +172,8 @@ def run_shard(job: ShardJob) -> ShardResult:
         if writer.finished or stats.get("complete"):
             return ShardResult(job.number, report, tuple(times))
         earlier = report.seconds
-        records = itertools.islice(read_shard(job.shard, job.config.reader), report.read, None)
+        point = ReadPoint(report.read, *stats.get("point", (0, 0)))
+        records = read_shard(job.shard, job.config.reader, point)
         chunks = (split(chunk) for chunk in record_chunks(records, job.config.chunk_size))
         encoded = encoding.encoded(chunks, lambda chunk: [post.text for post in chunk[1]])
         for (chunk, posts, rejects), vectors in waited_for(encoded, report):
@@ -183,9 +183,10 @@ def run_shard(job: ShardJob) -> ShardResult:
                 has, lacks = time_counts(post)
                 times[0], times[1] = times[0] + has, times[1] + lacks
             report.read += len(chunk)
+            point = point.after(chunk)
             report.seconds = earlier + time.perf_counter() - started
             writer.commit(posts, vectors, rejects, records=report.read,
-                          stats=json.dumps({**report.as_dict(), "times": times}))
+                          stats=json.dumps({**report.as_dict(), "times": times, "point": (point.line, point.taken)}))
             if progress is not None:
                 progress.put(len(chunk))
         report.seconds = earlier + time.perf_counter() - started
