@@ -26,7 +26,7 @@ from ..index.manifest import REJECTS
 from ..index.planning import check_fits, check_trainable, free_disk
 from ..index.writer import SegmentWriter, nothing_indexed
 from .build_steps import BuildReport, build_state, commit_index, plan_for, split, trained_for, waited_for
-from .sharded_build import build_sharded, shards_for, worker_count
+from .sharded_build import PARALLEL_FROM, build_sharded, shards_for, worker_count
 
 LOG = logging.getLogger(__name__)
 BUILD_SEGMENT = "seg-0"
@@ -88,8 +88,9 @@ def _build(posts_in: Corpus, out: Path, config: BuildConfig, encoder: Encoding, 
     check_trainable(plan.factory, estimated, about=True)  # surely too few posts: refused before any encoding
     folder_existed = Path(out).is_dir()
     directory, resuming = IndexDir.for_build(out, build_state(posts_in, encoder, config), overwrite=config.overwrite)
-    # an encoder object the caller made runs in worker processes only when asked: they must unpickle it
-    workers = config.workers or (None if given is None else 1)
+    # an encoder object the caller made runs in worker processes only when asked (they must unpickle it), and so
+    # does a small corpus: starting the workers, a model each, would cost more than they save
+    workers = config.workers or (None if given is None and estimated >= PARALLEL_FROM else 1)
     wanted = len(encoder.workers) if config.ray else worker_count(workers, encoder.where.startswith("cpu"))
     shards = shards_for(directory, posts_in, wanted, resuming, config.shard_bytes)
     if shards is not None:  # a parallel build; with Ray, its workers read the shards where they run
