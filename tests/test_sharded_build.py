@@ -222,12 +222,25 @@ def _workers(pid: int) -> list[int]:
 
 @pytest.mark.slow
 def test_on_a_ray_cluster_workers_read_their_shards_and_one_killed_is_replaced(tmp_path, tiny_hashencoder):
+    """kill -9 of the driver, then of an actor in the same command run again: the one-process index."""
     pytest.importorskip("ray", reason="install the [ray] extra: pip install 'hicl-retrieval[ray]'")
     files = _corpus(tmp_path)
     reference = tmp_path / "reference"
     subprocess.run(_command(files, reference, tiny_hashencoder, 1), check=True, capture_output=True)
     out = tmp_path / "ray"
     ray_command = [*_command(files, out, tiny_hashencoder, 2), "--ray", "local", "--ray-cpus", "2", "--threads", "1"]
+    process = subprocess.Popen(ray_command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while process.poll() is None and sum(path.stat().st_size for path in out.glob("seg-s*.f16")) < 0.2 * 2400 * 2 * 32:
+        time.sleep(0.005)
+    assert process.poll() is None, f"the build ended before it could be killed: {process.stderr.read()}"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / MANIFEST).exists() and (out / "shards.json").exists()
+    for _ in range(300):  # the local cluster and its actors go with their driver
+        if not subprocess.run(["pgrep", "-f", "ray::JobWorker"], capture_output=True).stdout:
+            break
+        time.sleep(0.1)
+    assert not subprocess.run(["pgrep", "-f", "ray::JobWorker"], capture_output=True).stdout
     process = subprocess.Popen(ray_command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = None
     while process.poll() is None and killed is None:
