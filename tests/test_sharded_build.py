@@ -4,6 +4,7 @@ import dataclasses
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from helpers import index_contents, write_big_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hicl_retrieval import BuildConfig, HiclError, ReaderConfig, Retriever, build_index
+from hicl_retrieval import BuildConfig, HiclError, ReaderConfig, Retriever, add_posts, build_index
 from hicl_retrieval.corpus import CorpusFile, Post, read_file
 from hicl_retrieval.corpus.shards import ReadPoint, Shard, plan_shards, read_shard
 from hicl_retrieval.index.manifest import MANIFEST
@@ -136,6 +137,37 @@ def test_two_workers_build_the_index_one_process_builds(tmp_path, tiny_encoder):
             ours, theirs = first.search(query, k=10)[0].hits, second.search(query, k=10)[0].hits
             assert [hit.post_id for hit in theirs] == [hit.post_id for hit in ours]
             np.testing.assert_allclose([h.score for h in theirs], [h.score for h in ours], atol=1e-5)
+
+
+def test_two_workers_add_what_one_process_adds(tmp_path, tiny_encoder):
+    """An add by two workers (a segment a shard) skips the post ids the index holds, keeps a post id repeated across
+    shards once (the first in corpus order), and rejects as one process does: the same index, the same answers."""
+    files = _corpus(tmp_path)
+    held = tmp_path / "held.jsonl"
+    held.write_text("".join(json.dumps({"id": str(i), "text": f"held post {i}"}) + "\n" for i in range(0, 2400, 7)))
+    config = BuildConfig(encoder=tiny_encoder.config, faiss_factory="flat", chunk_size=256, progress=False)
+    build_index([held], tmp_path / "one", config, encoder=tiny_encoder)
+    shutil.copytree(tmp_path / "one", tmp_path / "two")
+    options = {"reader": SMALL_RECORDS, "chunk_size": 256, "progress": False}
+    one = add_posts(tmp_path / "one", files, workers=1, **options)
+    two = add_posts(tmp_path / "two", files, workers=2, shard_bytes=30_000, **options)
+    assert (two.read, two.added, two.known, two.rejected) == (one.read, one.added, one.known, one.rejected)
+    assert one.known == 343 + 4 + 8  # held, then repeated within a shard, and across shards and files
+    _assert_same_index(tmp_path / "one", tmp_path / "two")
+    manifest = json.loads((tmp_path / "two" / MANIFEST).read_text())
+    assert len(manifest["segments"]) >= 4 and manifest["stats"]["added"] == one.added
+    assert not [path for path in (tmp_path / "two").iterdir() if path.name.endswith(".rejects.jsonl")]
+    with Retriever(tmp_path / "one", encoder=tiny_encoder) as first, \
+            Retriever(tmp_path / "two", encoder=tiny_encoder) as second:
+        for query in ("flood story 12 from reporter", "the post 600 again", "held post 14"):
+            ours, theirs = first.search(query, k=10)[0].hits, second.search(query, k=10)[0].hits
+            assert [hit.post_id for hit in theirs] == [hit.post_id for hit in ours]
+    names = sorted(path.name for path in (tmp_path / "two").iterdir())
+    rejects = (tmp_path / "two" / "rejects.jsonl").read_bytes()
+    again = add_posts(tmp_path / "two", files, workers=2, shard_bytes=30_000, **options)
+    assert (again.added, again.known) == (0, one.added + one.known)  # every post id held: the index unchanged
+    assert sorted(path.name for path in (tmp_path / "two").iterdir()) == names
+    assert (tmp_path / "two" / "rejects.jsonl").read_bytes() == rejects
 
 
 def test_an_ivf_index_built_by_two_workers_answers_as_one_built_in_one_process(tmp_path, tiny_encoder):

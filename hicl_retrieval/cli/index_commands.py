@@ -32,10 +32,7 @@ def register(commands) -> None:
     options.add_chunking(running)
     options.add_device(running, index=False)
     options.add_threads(running, "torch and FAISS, shared by the workers (with --ray: torch in each worker)")
-    options.add_workers(running, local=True)
-    running.add_argument("--shard-bytes", type=int,
-                         help="bytes of a shard of a large uncompressed file (default: about four shards a worker, "
-                              "4 to 256 MiB)")
+    options.add_workers(running)
     options.add_quiet(running)
     options.add_json(running, "the build report")
     options.add_ray(build)
@@ -48,7 +45,7 @@ def register(commands) -> None:
     options.add_chunking(add, "posts read and encoded together")
     options.add_device(add)
     options.add_threads(add, "torch and FAISS (with --ray: torch in each worker)")
-    options.add_workers(add, local=False)
+    options.add_workers(add)
     options.add_quiet(add)
     options.add_ray(add)
     add.set_defaults(run=_add)
@@ -143,11 +140,10 @@ def _add(args: argparse.Namespace) -> None:
     from ..workflows.update import add_posts
 
     ray = options.ray_of(args)
-    if ray is None and args.workers is not None:
-        raise HiclError("--workers: add encodes in this process; add --ray to encode in Ray workers")
     native.set_threads(None if ray else args.threads)
     report = add_posts(args.index, args.corpus, reader=options.reader(args), running=options.device_of(args),
-                       ray=ray, chunk_size=args.chunk_size, progress=not args.quiet)
+                       ray=ray, chunk_size=args.chunk_size, progress=not args.quiet,
+                       workers=None if ray else args.workers, shard_bytes=args.shard_bytes)
     print(f"{args.index}: {report.summary()}")
 
 

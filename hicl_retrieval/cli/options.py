@@ -30,11 +30,15 @@ def add_threads(command, what: str = "torch and FAISS") -> None:
     command.add_argument("--threads", type=int, help=f"CPU threads for {what} (default: all cores)")
 
 
-def add_workers(command, *, local: bool) -> None:
-    ray = "Ray workers (default: one per GPU of the cluster, else one per --threads CPUs)"
+def add_workers(command) -> None:
+    """--workers (local processes, or with --ray Ray actors) and --shard-bytes."""
     command.add_argument("--workers", type=int, help=(
         "worker processes, each turning shards of the corpus into segments (default: one a core, at most 4 on a "
-        f"GPU); with --ray: {ray}") if local else f"with --ray: {ray}")
+        "GPU, for 100,000 records or more); with --ray: Ray workers (default: one per GPU of the cluster, else one "
+        "per --threads CPUs)"))
+    command.add_argument("--shard-bytes", type=int,
+                         help="bytes of a shard of a large uncompressed file (default: about four shards a worker, "
+                              "1 to 256 MiB)")
 
 
 def add_quiet(command) -> None:

@@ -217,10 +217,11 @@ class BuildConfig:
     """Encode in a Ray cluster instead of in this process."""
     workers: int | None = setting(None, OPTIONAL_COUNT)
     """Worker processes, each turning shards of the corpus into segments (workflows/sharded_build.py);
-    None: one a core (at most 4 on a GPU), or one where `build_index` is given an encoder object (sent to
-    the workers only when asked). A corpus of one shard is built in this process."""
+    None: one a core (at most 4 on a GPU) for a corpus of 100,000 records or more, else one, and one where
+    `build_index` is given an encoder object (sent to the workers only when asked). A corpus of one shard is
+    built in this process."""
     shard_bytes: int | None = setting(None, OPTIONAL_COUNT)
-    """Bytes of a shard of a large uncompressed file of lines; None: about four shards a worker, 4-256 MiB."""
+    """Bytes of a shard of a large uncompressed file of lines; None: about four shards a worker, 1-256 MiB."""
     threads: int | None = setting(None, THREADS)
     """CPU threads of torch and FAISS in all (shared out among the workers)."""
     hashtag_rule: str = DEFAULT_HASHTAG_RULE

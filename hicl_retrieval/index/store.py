@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core.errors import IndexDamaged
 from ..core.text import extract_hashtags
+from ..corpus import Post
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS posts (
@@ -268,6 +269,20 @@ class PostStore:
             "SELECT DISTINCT post_id FROM posts WHERE post_id IN (SELECT unnest(?::VARCHAR[]))", [list(post_ids)]
         )
         return {row[0] for row in cursor.fetchall()}
+
+    def unknown(self, posts: Sequence[Post], seen: set[str]) -> list[Post]:
+        """`posts` less those whose post id the store holds or `seen` has (an earlier post of the same change);
+        `seen` gains the post ids of those kept. A post without a post id is always kept."""
+        known = seen | self.existing_post_ids([post.post_id for post in posts if post.post_id is not None])
+        kept = []
+        for post in posts:
+            if post.post_id is not None:
+                if post.post_id in known:
+                    continue
+                known.add(post.post_id)
+                seen.add(post.post_id)
+            kept.append(post)
+        return kept
 
     @_readable
     def ids_of_post_ids(self, post_ids: Sequence[str]) -> Any:

@@ -158,12 +158,14 @@ class SegmentWriter:
         """(id, post_id, source, line) of the posts repeating an earlier post's post id."""
         return self.store.repeated_post_ids()
 
-    def finish(self, repeated: list[tuple[int, str, str, int]], *, records: int, stats: str = "{}") -> None:
-        """Drop the `repeated` posts (`repeated_post_ids`), each a reject, and commit the final ledger row.
+    def finish(self, repeated: list[tuple[int, str, str, int]], *, records: int, stats: str = "{}",
+               rejected: bool = True) -> None:
+        """Drop the `repeated` posts (`repeated_post_ids`), each a reject (unless not `rejected`: an add skips
+        them), and commit the final ledger row.
 
         Their vectors stay in the file; their ids are gaps.
         """
-        for _, post_id, source, line in repeated:
+        for _, post_id, source, line in repeated if rejected else ():
             self.rejects_out.write(reject_line(Reject(source, line, DUPLICATE_POST_ID,
                                                       f"post id {post_id} appeared earlier")))
         self._commit([], records, stats, -1, delete=[row[0] for row in repeated])

@@ -12,11 +12,13 @@ unfinished ones where their last chunk ended, and redoes the finishing steps, wh
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import json
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -35,7 +37,7 @@ from ..core.atomic import write_json
 from ..core.config import BuildConfig
 from ..core.errors import HiclError
 from ..core.times import time_warning
-from ..corpus import Corpus, CorpusFile, record_chunks
+from ..corpus import Corpus, CorpusFile, Post, record_chunks
 from ..corpus.records import time_counts
 from ..corpus.shards import ReadPoint, Shard, plan_shards, read_shard
 from ..encoding.encoder import Encoder
@@ -43,10 +45,10 @@ from ..encoding.pools import Encoding, LocalEncoding
 from ..index.changes import remove_unnamed
 from ..index.directory import IndexDir
 from ..index.faiss_index import VectorIndex
-from ..index.manifest import MANIFEST, REJECTS, Segment
+from ..index.manifest import MANIFEST, REJECTS, Manifest, Segment
 from ..index.segments import SegmentVectors
 from ..index.store import PostStore
-from ..index.writer import SegmentWriter, nothing_indexed
+from ..index.writer import SegmentWriter, new_segment_name, nothing_indexed
 from .build_steps import BUILD_TRAINED, BuildReport, commit_index, split, trained_for, waited_for
 
 LOG = logging.getLogger(__name__)
@@ -64,22 +66,19 @@ WORKER_TRIES = 3
 
 
 def segment_of(number: int) -> str:
+    """The segment of a build's shard `number`."""
     return f"seg-s{number:05d}"
 
 
 def stores_of(directory: IndexDir, jobs: Sequence[ShardJob]) -> list[Path]:
     """The post stores of the shards' segments."""
-    return [directory.file(f"{segment_of(job.number)}.duckdb") for job in jobs]
+    return [directory.file(f"{job.segment}.duckdb") for job in jobs]
 
 
-def rejects_of(number: int) -> str:
-    return f"seg-s{number:05d}.rejects.jsonl"
-
-
-def shard_writer(directory: IndexDir, number: int, dim: int, hashtag_rule: str) -> SegmentWriter:
-    """The writer of shard `number`'s segment: its own ids (from `number` x `ID_STRIDE`) and rejects file."""
-    return SegmentWriter(directory, segment_of(number), dim=dim, first_id=number * ID_STRIDE,
-                         hashtag_rule=hashtag_rule, rejects=rejects_of(number))
+def shard_writer(directory: IndexDir, job: ShardJob) -> SegmentWriter:
+    """The writer of the job's segment: its own ids (from `job.first_id`) and rejects file."""
+    return SegmentWriter(directory, job.segment, dim=job.dim, first_id=job.first_id,
+                         hashtag_rule=job.config.hashtag_rule, rejects=job.rejects)
 
 
 def shard_bytes(files: Sequence[CorpusFile], workers: int) -> int:
@@ -111,13 +110,28 @@ def shards_for(directory: IndexDir, posts_in: Corpus, workers: int, resuming: bo
 
 @dataclass(frozen=True)
 class ShardJob:
-    """One shard to turn into a segment of the index at `index`."""
+    """One shard to turn into the segment `segment` of the index at `index`, its posts numbered from `first_id`."""
 
     index: Path
     number: int
     shard: Shard
     dim: int
     config: BuildConfig
+    segment: str
+    first_id: int
+    adding: bool = False
+    """The posts join a finished index: those whose post id it holds (or an earlier post of the shard) are
+    skipped, as `add` skips them, not stored."""
+
+    @property
+    def rejects(self) -> str:
+        return f"{self.segment}.rejects.jsonl"
+
+
+def build_jobs(directory: IndexDir, shards: Sequence[Shard], dim: int, config: BuildConfig) -> list[ShardJob]:
+    """A build's jobs: shard n becomes the segment `segment_of(n)`, with the ids from n x `ID_STRIDE`."""
+    return [ShardJob(directory.path, number, shard, dim, config, segment_of(number), number * ID_STRIDE)
+            for number, shard in enumerate(shards)]
 
 
 @dataclass
@@ -126,6 +140,8 @@ class ShardResult:
     report: BuildReport
     times: tuple[int, int]
     """(posts with a time, those whose time could not be read) of the shard, for the file's time warning."""
+    known: int = 0
+    """Posts skipped, adding, because the index (or an earlier post of the shard) holds their post id."""
 
 
 _worker: dict = {}
@@ -166,18 +182,24 @@ def _encoding() -> Encoding:
 def run_shard(job: ShardJob) -> ShardResult:
     """Turn `job`'s shard into its segment, from where its ledger says it stopped; in a worker process."""
     encoding = _encoding()
+    if encoding.dim != job.dim:
+        raise HiclError(f"the encoder gives {encoding.dim}-dimensional vectors, the index holds {job.dim}")
     progress = _worker["progress"]
     started = time.perf_counter()
-    with shard_writer(IndexDir(job.index), job.number, job.dim, job.config.hashtag_rule) as writer:
+    directory = IndexDir(job.index)
+    with shard_writer(directory, job) as writer, contextlib.ExitStack() as stack:
         stats = json.loads(writer.last.stats) if writer.last else {}
         report = BuildReport.from_stats(stats) if writer.last else BuildReport()
-        times = list(stats.get("times", (0, 0)))
+        times, known = list(stats.get("times", (0, 0))), stats.get("known", 0)
         if writer.finished or stats.get("complete"):
-            return ShardResult(job.number, report, tuple(times))
+            return ShardResult(job.number, report, tuple(times), known)
         earlier = report.seconds
         point = ReadPoint(report.read, *stats.get("point", (0, 0)))
         records = read_shard(job.shard, job.config.reader, point)
         chunks = (split(chunk) for chunk in record_chunks(records, job.config.chunk_size))
+        if job.adding:  # the index's posts as they are now: the driver holds its write lock
+            existing, seen = stack.enter_context(directory.open_store(directory.read_manifest())), set()
+            chunks = ((chunk, existing.unknown(posts, seen), rejects) for chunk, posts, rejects in chunks)
         encoded = encoding.encoded(chunks, lambda chunk: [post.text for post in chunk[1]])
         for (chunk, posts, rejects), vectors in waited_for(encoded, report):
             report.rejected.update(reject.reason for reject in rejects)
@@ -186,33 +208,31 @@ def run_shard(job: ShardJob) -> ShardResult:
                 has, lacks = time_counts(post)
                 times[0], times[1] = times[0] + has, times[1] + lacks
             report.read += len(chunk)
+            known += sum(isinstance(record, Post) for record in chunk) - len(posts)
             point = point.after(chunk)
             report.seconds = earlier + time.perf_counter() - started
-            writer.commit(posts, vectors, rejects, records=report.read,
-                          stats=json.dumps({**report.as_dict(), "times": times, "point": (point.line, point.taken)}))
+            writer.commit(posts, vectors, rejects, records=report.read, stats=json.dumps(
+                {**report.as_dict(), "times": times, "known": known, "point": (point.line, point.taken)}))
             if progress is not None:
                 progress.put(len(chunk))
         report.seconds = earlier + time.perf_counter() - started
         writer.commit([], np.empty((0, job.dim), np.float32), [], records=report.read,
-                      stats=json.dumps({**report.as_dict(), "times": times, "complete": True}))
-    return ShardResult(job.number, report, tuple(times))
+                      stats=json.dumps({**report.as_dict(), "times": times, "known": known, "complete": True}))
+    return ShardResult(job.number, report, tuple(times), known)
 
 
 @dataclass(frozen=True)
 class SealJob:
-    """The FAISS part of shard `number`'s segment, a copy of the trained index `trained` holding its posts."""
+    """The FAISS part of a shard's segment: a copy of the trained index saved as `trained` holding its posts."""
 
-    index: Path
-    number: int
-    dim: int
-    hashtag_rule: str
+    shard: ShardJob
     trained: str
 
 
 def seal_shard(job: SealJob) -> Segment | None:
     """Seal the shard's segment (see `SegmentWriter.seal`), in a worker process; None when it holds no post."""
-    directory = IndexDir(job.index)
-    with shard_writer(directory, job.number, job.dim, job.hashtag_rule) as writer:
+    directory = IndexDir(job.shard.index)
+    with shard_writer(directory, job.shard) as writer:
         if not writer.store.count():
             return None
         return writer.seal(VectorIndex.load(directory.file(job.trained)))
@@ -339,36 +359,37 @@ def _merged_report(results: Sequence[ShardResult], shards: Sequence[Shard], work
     return report
 
 
-def _drop_repeated(directory: IndexDir, jobs: Sequence[ShardJob], report: BuildReport) -> None:
-    """Drop the posts repeating an earlier post's post id, in any shard (`SegmentWriter.finish`).
+def _drop_repeated(directory: IndexDir, jobs: Sequence[ShardJob]) -> int:
+    """Drop the posts repeating an earlier post's post id, in any shard (`SegmentWriter.finish`); how many.
 
     Asked again after an interruption, the answer for the unfinished shards is the same: a post
-    kept (the first of its post id) is never dropped, so what repeats it still does.
+    kept (the first of its post id) is never dropped, so what repeats it still does. A build rejects
+    them (`duplicate_post_id`); an add skips them, as it skips the post ids the index holds.
     """
     with PostStore.over(stores_of(directory, jobs)) as every:
         repeated = every.repeated_post_ids()
-    report.duplicates = len(repeated)
     ids = np.array([row[0] for row in repeated], dtype=np.int64)
     for job in jobs:
-        first = job.number * ID_STRIDE
-        with shard_writer(directory, job.number, job.dim, job.config.hashtag_rule) as writer:
+        with shard_writer(directory, job) as writer:
             if writer.finished:
                 continue
-            mine = (ids >= first) & (ids < first + ID_STRIDE)
+            mine = (ids >= job.first_id) & (ids < job.first_id + ID_STRIDE)
             writer.finish([row for row, own in zip(repeated, mine, strict=True) if own], records=writer.last.records,
-                          stats=writer.last.stats)
+                          stats=writer.last.stats, rejected=not job.adding)
+    return len(repeated)
 
 
-def _merge_rejects(directory: IndexDir, jobs: Sequence[ShardJob]) -> None:
-    """rejects.jsonl: every shard's rejects in corpus order, written whole before it replaces anything."""
-    partial = directory.file(REJECTS + ".tmp")
-    with open(partial, "wb") as out:
+def _append_rejects(directory: IndexDir, jobs: Sequence[ShardJob], start: int = 0) -> None:
+    """Every shard's rejects in corpus order, appended to rejects.jsonl from its byte `start` (what the manifest
+    covers: rejects.jsonl may be longer than it says, and an interrupted change left what lies beyond), synced."""
+    with open(directory.file(REJECTS), "ab") as out:
+        out.truncate(start)
         for job in jobs:
-            with open(directory.file(rejects_of(job.number)), "rb") as part:
+            with open(directory.file(job.rejects), "rb") as part:
                 while block := part.read(1 << 20):
                     out.write(block)
         out.flush()
-    partial.replace(directory.file(REJECTS))
+        os.fsync(out.fileno())
 
 
 def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config: BuildConfig, encoding: Encoding,
@@ -378,7 +399,7 @@ def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config
 
     `encoder`, when the caller gave one, is sent to every worker; otherwise each loads `config.encoder`.
     """
-    jobs = [ShardJob(directory.path, number, shard, encoding.dim, config) for number, shard in enumerate(shards)]
+    jobs = build_jobs(directory, shards, encoding.dim, config)
     with (
         tqdm(desc=f"reading and encoding ({workers} workers)", unit=" records", total=max(estimated, 1),
              disable=not config.progress) as bar,
@@ -390,9 +411,9 @@ def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config
         report.index, report.load_seconds, report.resumed = directory.path, load_seconds, resumed
         report.encoded_on = pool.where
         tick = _stage(report, "shards", tick)
-        _drop_repeated(directory, jobs, report)
+        report.duplicates = _drop_repeated(directory, jobs)
         tick = _stage(report, "repeated post ids", tick)
-        _merge_rejects(directory, jobs)
+        _append_rejects(directory, jobs)
         tick = _stage(report, "rejects", tick)
         with PostStore.over(stores_of(directory, jobs)) as every:
             ids = every.ids()
@@ -404,15 +425,38 @@ def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config
             raise HiclError(message)
         parts = []
         for job in jobs:
-            with shard_writer(directory, job.number, job.dim, config.hashtag_rule) as writer:
+            with shard_writer(directory, job) as writer:
                 parts += writer.vectors().parts
         plan, trained = trained_for(directory, SegmentVectors(parts, encoding.dim), ids, encoding, config)
         tick = _stage(report, "train", tick)
-        sealed = pool.run(seal_shard, [SealJob(directory.path, job.number, job.dim, config.hashtag_rule,
-                                               BUILD_TRAINED) for job in jobs])
+        sealed = pool.run(seal_shard, [SealJob(job, BUILD_TRAINED) for job in jobs])
         _stage(report, "seal", tick)
     segments = [segment for segment in sealed if segment is not None]
     manifest = commit_index(directory, segments, ids, plan, trained, encoding, config, report, seconds)
     remove_unnamed(directory, {MANIFEST, *manifest.named_files()})  # the shards' leftovers
     return report
 
+
+
+def add_sharded(directory: IndexDir, manifest: Manifest, shards: list[Shard], workers: int, config: BuildConfig,
+                estimated: int) -> tuple[list[Segment], BuildReport, int]:
+    """Add `shards` to the finished index in `directory` (its write lock held) as new segments, one a shard,
+    written by `workers` processes that skip the post ids the index holds, their parts sealed under its trained
+    index; rejects appended to rejects.jsonl. (The segments that hold posts, not yet in the manifest; the
+    report; the posts skipped for their post id.) A change, not a build: interrupted, it leaves nothing the
+    manifest names, and the next change removes what it wrote."""
+    base = new_segment_name()
+    jobs = [ShardJob(directory.path, number, shard, manifest.dim, config, f"{base}-s{number:05d}",
+                     manifest.next_id + number * ID_STRIDE, adding=True) for number, shard in enumerate(shards)]
+    with (
+        tqdm(desc=f"adding ({workers} workers)", unit=" records", total=max(estimated, 1),
+             disable=not config.progress) as bar,
+        _pool(workers, None, config, bar) as pool,
+    ):
+        results = pool.run(run_shard, jobs)
+        report = _merged_report(results, shards, workers, config)
+        known = sum(result.known for result in results) + _drop_repeated(directory, jobs)
+        _append_rejects(directory, jobs, manifest.files.get(REJECTS, 0))
+        sealed = pool.run(seal_shard, [SealJob(job, manifest.trained_file) for job in jobs])
+    report.encoded_on = pool.where
+    return [segment for segment in sealed if segment is not None], report, known

@@ -18,21 +18,24 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from ..core.bounds import COUNT, check
-from ..core.config import DeviceConfig, RayConfig, ReaderConfig
+from ..core.bounds import COUNT, OPTIONAL_COUNT, check
+from ..core.config import BuildConfig, DeviceConfig, RayConfig, ReaderConfig
 from ..core.errors import HiclError
 from ..core.progress import advance
 from ..core.text import check_unicode
 from ..corpus import Corpus, Post, Records, Reject, normalize_post_id, record_chunks
+from ..corpus.shards import Shard, plan_shards
+from ..encoding.devices import check_batch_limits, check_index_dtype, resolve_device
 from ..encoding.encoder import Encoder
 from ..encoding.pools import Encoding, open_encoding
-from ..index.changes import generation, switch, writing
+from ..index.changes import generation, remove_unnamed, switch, writing
 from ..index.directory import IndexDir
 from ..index.faiss_index import VectorIndex
 from ..index.filters import Filter
-from ..index.manifest import REJECTS, Manifest
+from ..index.manifest import MANIFEST, REJECTS, WRITE_LOCK, Manifest
 from ..index.store import PostStore
 from ..index.writer import SegmentWriter, new_segment_name, nothing_indexed, write_deletion
+from .sharded_build import PARALLEL_FROM, add_sharded, shard_bytes, worker_count
 
 
 @dataclass
@@ -62,6 +65,8 @@ def add_posts(
     ray: RayConfig | None = None,
     chunk_size: int = 4096,
     progress: bool = True,
+    workers: int | None = None,
+    shard_bytes: int | None = None,
 ) -> AddReport:
     """Add the good posts of the files `corpus` to the index at `path` as one new segment, encoding only them.
 
@@ -70,9 +75,19 @@ def add_posts(
     the index's trained index (an IVF index keeps its centroids; `compact` re-trains them after
     large additions). Nothing the index already has is rewritten. Posts are encoded in the
     precision the index records, where `running` says or in Ray actors with `ray` (as `build`).
+
+    With `workers` (default: as `build_index` chooses them, one a core from `PARALLEL_FROM` records
+    on, unless an `encoder` object is given) and a corpus of several shards (`shard_bytes` as for
+    a build), worker processes add a segment a shard, each skipping the post ids the index holds;
+    a post id repeated across shards is kept once, the first in corpus order, as one process keeps it.
     """
     check("--chunk-size", chunk_size, COUNT)
-    return _add_from(path, Corpus(corpus, reader or ReaderConfig()), encoder, running, ray, chunk_size, progress)
+    check("--workers", workers, OPTIONAL_COUNT)
+    check("--shard-bytes", shard_bytes, OPTIONAL_COUNT)
+    posts_in = Corpus(corpus, reader or ReaderConfig())
+    if ray is None and (workers or 0) != 1 and encoder is None:
+        return _add_from(path, posts_in, None, running, None, chunk_size, progress, (workers, shard_bytes))
+    return _add_from(path, posts_in, encoder, running, ray, chunk_size, progress)
 
 
 def add_records(
@@ -97,10 +112,16 @@ def add_records(
 
 
 def _add_from(path: str | Path, posts_in: Corpus | Records, encoder: Encoder | None, running: DeviceConfig | None,
-              ray: RayConfig | None, chunk_size: int, progress: bool) -> AddReport:
+              ray: RayConfig | None, chunk_size: int, progress: bool,
+              parallel: tuple[int | None, int | None] | None = None) -> AddReport:
+    """The add; `parallel`, (workers, shard bytes), where worker processes may add the corpus's shards."""
     started = time.perf_counter()
     report = AddReport(warnings=[posts_in.skipped_summary()] if posts_in.skipped else [])
     with writing(path) as (directory, manifest):
+        shards = _shards(posts_in, running or DeviceConfig(), *parallel) if parallel else None
+        if shards:
+            return _add_in_parallel(directory, manifest, posts_in, *shards, running or DeviceConfig(), report,
+                                    chunk_size, progress, started)
         encoding = open_encoding(manifest.encoder, running or DeviceConfig(), ray, encoder=encoder,
                                  index=str(directory.path))
         try:
@@ -146,21 +167,60 @@ def _add(directory: IndexDir, manifest: Manifest, posts_in: Corpus | Records, en
     return report
 
 
+def _shards(posts_in: Corpus, running: DeviceConfig, workers: int | None,
+            size: int | None) -> tuple[list[Shard], int] | None:
+    """(the corpus's shards, the workers) where worker processes add them: several workers, asked for or by
+    default (a corpus of `PARALLEL_FROM` records or more), and several shards; else None."""
+    if workers is None and posts_in.estimated_records() < PARALLEL_FROM:
+        return None
+    count = worker_count(workers, resolve_device(running.device).startswith("cpu"))
+    if count < 2:
+        return None
+    shards = plan_shards(posts_in.files, size or shard_bytes(posts_in.files, count), posts_in.config)
+    return (shards, min(count, len(shards))) if len(shards) > 1 else None
+
+
+def _add_in_parallel(directory: IndexDir, manifest: Manifest, posts_in: Corpus, shards: list[Shard], workers: int,
+                     running: DeviceConfig, report: AddReport, chunk_size: int, progress: bool,
+                     started: float) -> AddReport:
+    """The add of `shards` by `workers` processes (`add_sharded`), then the one switch of the manifest."""
+    check_index_dtype(manifest.encoder.dtype, running.dtype, str(directory.path))
+    check_batch_limits(running.max_tokens_per_batch, running.batch_size, manifest.encoder.max_length)
+    directory.check_intact(manifest, manifest.trained_file)  # every new part starts as a copy of it
+    config = BuildConfig(encoder=manifest.encoder, reader=posts_in.config, chunk_size=chunk_size,
+                         encoding=dataclasses.replace(running, dtype=manifest.encoder.dtype), workers=workers,
+                         hashtag_rule=manifest.hashtag_rule, progress=progress)
+    rejects_start = manifest.files.get(REJECTS, 0)
+    segments, built, known = add_sharded(directory, manifest, shards, workers, config,
+                                         posts_in.estimated_records())
+    report.read, report.rejected, report.known = built.read, built.rejected, known
+    report.added = sum(segment.posts for segment in segments)
+    report.warnings += built.warnings
+    if report.added == 0:  # every post known or rejected: the index stays as it is
+        message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS), rejects_start,
+                                  verb="added") + f"; {directory.path} is unchanged"
+        with open(directory.file(REJECTS), "ab") as rejects:
+            rejects.truncate(rejects_start)
+        remove_unnamed(directory, {MANIFEST, WRITE_LOCK, REJECTS, *manifest.named_files()})
+        if report.known == 0:
+            raise HiclError(message)
+        return report
+    report.seconds = time.perf_counter() - started
+    changed = manifest
+    for segment in segments:
+        changed = changed.with_segment(segment)
+    switch(directory, dataclasses.replace(
+        changed, stats={**manifest.stats, "added": manifest.stats.get("added", 0) + report.added}))
+    return report
+
+
 def _new_posts(posts_in: Corpus | Records, existing: PostStore, chunk_size: int) -> Iterator[tuple]:
     """(chunk, its posts whose post id is new, its rejects, records read so far) for each chunk."""
     seen: set[str] = set()
     records = 0
     for chunk in record_chunks(posts_in, chunk_size):
         records += len(chunk)
-        posts = [r for r in chunk if isinstance(r, Post)]
-        known = seen | existing.existing_post_ids([p.post_id for p in posts if p.post_id is not None])
-        fresh = []
-        for post in posts:
-            if post.post_id is not None and post.post_id in known:
-                continue
-            known.add(post.post_id)
-            seen.add(post.post_id)
-            fresh.append(post)
+        fresh = existing.unknown([r for r in chunk if isinstance(r, Post)], seen)
         yield chunk, fresh, [r for r in chunk if isinstance(r, Reject)], records
 
 
