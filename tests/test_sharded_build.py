@@ -1,7 +1,9 @@
 """Parallel builds: shards keep true lines, and N workers (interrupted or not) build the index one process builds."""
 
+import csv
 import dataclasses
 import gzip
+import io
 import json
 import os
 import shutil
@@ -50,7 +52,7 @@ def test_shards_cut_at_line_boundaries_read_every_record_of_the_file_at_its_true
     file = CorpusFile(path, "jsonl" if json_lines else "text")
     shards = plan_shards([file], size, config)
     if compressed:
-        assert shards == [Shard(file)]  # a compressed stream cannot be entered in the middle
+        assert shards == [Shard((file,))]  # a compressed stream cannot be entered in the middle
     else:
         assert [shard.start for shard in shards] == sorted({shard.start for shard in shards})
         for shard, following in zip(shards, shards[1:]):
@@ -63,14 +65,16 @@ def test_shards_cut_at_line_boundaries_read_every_record_of_the_file_at_its_true
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(st.one_of(LINE, st.lists(st.text(alphabet="ab #", max_size=6), min_size=2, max_size=4)),
                       min_size=1, max_size=40),
-       size=st.integers(1, 300), json_lines=st.booleans(), compressed=st.booleans(), chunk=st.integers(1, 7),
-       stop=st.integers(0, 200))
+       size=st.integers(1, 300), fmt=st.sampled_from(["text", "jsonl", "csv"]), compressed=st.booleans(),
+       chunk=st.integers(1, 7), stop=st.integers(0, 200), files=st.integers(1, 3))
 def test_a_resumed_shard_reads_on_from_the_record_after_its_read_point(
-        tmp_path_factory, lines, size, json_lines, compressed, chunk, stop):
-    """Resuming, a shard of lines reads past (not parsing) the lines before its read point; every record after it
-    comes back once, a JSON line of several posts (a v2 response) cut between chunks included."""
+        tmp_path_factory, lines, size, fmt, compressed, chunk, stop, files):
+    """Resuming, a shard reads on from its read point: the files before it not at all, the lines of its file
+    before it read past, not parsed; every record after it comes back once, a JSON line of several posts (a v2
+    response) cut between chunks included, and small files grouped into one shard too (a CSV file, read whole,
+    is read again up to the point)."""
     folder = tmp_path_factory.mktemp("resume")
-    if json_lines:
+    if fmt == "jsonl":
         lines = [line if line in ("", "{broken") else
                  json.dumps({"data": [{"id": str(j), "text": text or "x"} for j, text in enumerate(line)]},
                             separators=(",", ":"))
@@ -78,11 +82,22 @@ def test_a_resumed_shard_reads_on_from_the_record_after_its_read_point(
                  for i, line in enumerate(lines)]
     else:
         lines = [" ".join(line) if isinstance(line, list) else line for line in lines]
-    data = ("\n".join(lines) + "\n").encode("utf-8")
-    path = folder / ("posts.jsonl" if json_lines else "posts.txt")
-    path.write_bytes(gzip.compress(data) if compressed else data)
+    corpus = []
+    for number in range(files):
+        if fmt == "csv":
+            rows = io.StringIO()
+            csv.writer(rows).writerows([("id", "text"), *((i, line) for i, line in enumerate(lines[number::files]))])
+            data = rows.getvalue().encode("utf-8")
+        else:
+            data = ("\n".join(lines[number::files]) + "\n").encode("utf-8")
+        path = folder / f"posts{number}.{'txt' if fmt == 'text' else fmt}"
+        path.write_bytes(gzip.compress(data) if compressed else data)
+        corpus.append(CorpusFile(path, fmt))
     config = ReaderConfig(max_record_bytes=150)
-    for shard in plan_shards([CorpusFile(path, "jsonl" if json_lines else "text")], size, config):
+    shards = plan_shards(corpus, size, config)
+    whole = [record for file in corpus for record in read_file(file.path, file.format, config)]
+    assert _records(record for shard in shards for record in read_shard(shard, config)) == _records(whole)
+    for shard in shards:
         records = list(read_shard(shard, config))
         consumed = stop % (len(records) + 1)
         point = ReadPoint()
@@ -137,6 +152,24 @@ def test_two_workers_build_the_index_one_process_builds(tmp_path, tiny_encoder):
             ours, theirs = first.search(query, k=10)[0].hits, second.search(query, k=10)[0].hits
             assert [hit.post_id for hit in theirs] == [hit.post_id for hit in ours]
             np.testing.assert_allclose([h.score for h in theirs], [h.score for h in ours], atol=1e-5)
+
+
+def test_a_dump_of_many_small_files_makes_a_few_segments(tmp_path, tiny_encoder):
+    """Small files are grouped into shards, not a segment a file; each keeps its lines, and its own time warning."""
+    files = []
+    for day in range(24):
+        files.append(tmp_path / f"day{day:02d}.jsonl")
+        times = ["yesterday at noon"] * 40 if day == 5 else [f"2020-03-{day + 1:02d}T10:00:00Z"] * 40
+        files[-1].write_text("".join(json.dumps({"id": f"{day}-{i}", "text": f"post {i} of day {day}",
+                                                 "created_at": when}) + "\n" for i, when in enumerate(times)))
+    base = BuildConfig(encoder=tiny_encoder.config, faiss_factory="flat", chunk_size=32, progress=False)
+    one = build_index(files, tmp_path / "one", dataclasses.replace(base, workers=1), encoder=tiny_encoder)
+    size = sum(path.stat().st_size for path in files) // 4
+    two = build_index(files, tmp_path / "two", dataclasses.replace(base, workers=2, shard_bytes=size),
+                      encoder=tiny_encoder)
+    _assert_same_index(tmp_path / "one", tmp_path / "two")
+    assert 4 <= len(json.loads((tmp_path / "two" / MANIFEST).read_text())["segments"]) <= 5
+    assert two.warnings == one.warnings and len(one.warnings) == 1 and "day05.jsonl" in one.warnings[0]
 
 
 def test_two_workers_add_what_one_process_adds(tmp_path, tiny_encoder):
@@ -304,5 +337,5 @@ def test_a_file_the_json_reader_reads_as_one_object_is_never_cut(tmp_path):
     path = tmp_path / "response.json"
     path.write_text(json.dumps({"data": [{"id": str(i), "text": f"post {i}"} for i in range(300)]}, indent=2))
     file = CorpusFile(path, "jsonl")
-    assert plan_shards([file], 100) == [Shard(file)]
+    assert plan_shards([file], 100) == [Shard((file,))]
     assert len(plan_shards([file], 100, ReaderConfig(max_record_bytes=1000))) > 2  # too long for one object

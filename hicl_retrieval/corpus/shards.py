@@ -1,10 +1,11 @@
 """A corpus cut into shards that workers read independently, each post keeping its true file and line.
 
-A shard is a whole file, or a byte range of a large uncompressed file of lines (plain text or
-JSON lines) that begins and ends at line boundaries. The cuts are found in one pass over the
-file that also counts the newlines before each cut, so a shard's reader numbers its lines as
-a reader of the whole file does. Compressed files, CSV (a quoted field may span lines),
-Parquet and JSON arrays are read whole: one shard each.
+A shard is a byte range of a large uncompressed file of lines (plain text or JSON lines) that
+begins and ends at line boundaries, or whole files: one, or several small ones read in turn, so
+that a dump of many small files makes a few segments, not one a file. The cuts are found in one
+pass over the file that also counts the newlines before each cut, so a shard's reader numbers its
+lines as a reader of the whole file does. Compressed files, CSV (a quoted field may span lines),
+Parquet and JSON arrays are never cut.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.config import ReaderConfig
+from ..core.files import resolved
 from .inputs import CorpusFile, read_file
 from .jsonl import is_json_lines, read_json_lines, starts_with_array
 from .lines import Span, read_text
@@ -26,9 +28,10 @@ _SCAN = 1 << 24
 
 @dataclass(frozen=True)
 class Shard:
-    """Records `start` to `end` (bytes; `end` None: to the end) of `file`, whose first line is `first_line`."""
+    """Bytes `start` to `end` (`end` None: to the end) of the one file of `files`, whose first line is
+    `first_line`; or several whole `files`, read in turn."""
 
-    file: CorpusFile
+    files: tuple[CorpusFile, ...]
     start: int = 0
     end: int | None = None
     first_line: int = 1
@@ -39,56 +42,80 @@ class Shard:
 
     def describe(self) -> str:
         if self.whole:
-            return str(self.file.path)
-        return f"{self.file.path} bytes {self.start}-{'' if self.end is None else self.end} (from line {self.first_line})"
+            return ", ".join(str(file.path) for file in self.files)
+        return (f"{self.files[0].path} bytes {self.start}-{'' if self.end is None else self.end} "
+                f"(from line {self.first_line})")
 
     def to_dict(self) -> dict:
-        return {"path": str(self.file.path.resolve()), "format": self.file.format, "start": self.start,
-                "end": self.end, "first_line": self.first_line}
+        return {"paths": [str(file.path.resolve()) for file in self.files], "start": self.start, "end": self.end,
+                "first_line": self.first_line}
 
 
 @dataclass(frozen=True)
 class ReadPoint:
-    """How far the reading of a shard got: `records` consumed, the last from line `line` (0: unknown), `taken`
-    records of that line (a JSON line may hold several posts)."""
+    """How far the reading of a shard got: `records` consumed, the last from the file `source` (as records name
+    it), its line `line` (0: nothing read), `taken` records of that line (a JSON line may hold several posts) and
+    `in_file` records of that file."""
 
     records: int = 0
+    source: str = ""
     line: int = 0
     taken: int = 0
+    in_file: int = 0
 
     def after(self, chunk: Sequence[Record]) -> ReadPoint:
         """The point once `chunk`, the records read next, is consumed too."""
         if not chunk:
             return self
-        last = chunk[-1].line
-        same = next((count for count, record in enumerate(reversed(chunk)) if record.line != last), len(chunk))
-        taken = self.taken + same if same == len(chunk) and last == self.line else same
-        return ReadPoint(self.records + len(chunk), last, taken)
+        last = chunk[-1]
+        line = _trailing(chunk, lambda record: (record.source, record.line) == (last.source, last.line))
+        file = _trailing(chunk, lambda record: record.source == last.source)
+        taken = self.taken + line if line == len(chunk) and (last.source, last.line) == (self.source, self.line) \
+            else line
+        in_file = self.in_file + file if file == len(chunk) and last.source == self.source else file
+        return ReadPoint(self.records + len(chunk), last.source, last.line, taken, in_file)
+
+    def to_list(self) -> list:
+        return [self.records, self.source, self.line, self.taken, self.in_file]
 
 
-def _of_lines(shard: Shard, config: ReaderConfig) -> bool:
-    """Whether the shard is read a line at a time (plain text, or JSON lines rather than one document)."""
-    fmt = shard.file.format
-    return fmt == "text" or (fmt == "jsonl" and (not shard.whole or is_json_lines(shard.file.path, config)))
+def _trailing(chunk: Sequence[Record], same) -> int:
+    """How many records at the end of `chunk` are `same`."""
+    return next((count for count, record in enumerate(reversed(chunk)) if not same(record)), len(chunk))
+
+
+def _of_lines(file: CorpusFile, whole: bool, config: ReaderConfig) -> bool:
+    """Whether the file is read a line at a time (plain text, or JSON lines rather than one document)."""
+    return file.format == "text" or (file.format == "jsonl" and (not whole or is_json_lines(file.path, config)))
+
+
+def _records(shard: Shard, file: CorpusFile, config: ReaderConfig, parse_from: int = 0) -> Iterator[Record]:
+    """The records of `file` as `shard` holds it (a range, or whole), the lines before `parse_from` read past."""
+    if shard.whole and not parse_from:
+        return read_file(file.path, file.format, config)
+    span = Span(shard.start, shard.end, shard.first_line, parse_from)
+    return (read_text if file.format == "text" else read_json_lines)(file.path, config, span)
 
 
 def read_shard(shard: Shard, config: ReaderConfig, point: ReadPoint = ReadPoint()) -> Iterator[Record]:
-    """The records of `shard` after `point` (where a resumed shard goes on), numbered by their line in the whole file.
+    """The records of `shard` after `point` (where a resumed shard goes on), numbered by their line in their file.
 
-    In a file of lines the lines before the point's are read past without being parsed, so a resumption
-    costs what reading the bytes costs (a shard is at most a few hundred MiB); the records of other
-    formats are read again and dropped.
+    The files before the point's are not read again. In a file of lines the lines before the point's are
+    read past without being parsed, so a resumption costs what reading the bytes costs (a shard is at most
+    a few hundred MiB); the records of other formats are read again and dropped.
     """
-    if point.line and _of_lines(shard, config):
-        span = Span(shard.start, shard.end, shard.first_line, parse_from=point.line)
-        read = read_text if shard.file.format == "text" else read_json_lines
-        return itertools.islice(read(shard.file.path, config, span), point.taken, None)
-    if shard.whole:
-        records = read_file(shard.file.path, shard.file.format, config)
-    else:
-        span = Span(shard.start, shard.end, shard.first_line)
-        records = (read_text if shard.file.format == "text" else read_json_lines)(shard.file.path, config, span)
-    return itertools.islice(records, point.records, None)
+    sources = [resolved(file.path) for file in shard.files]
+    if point.line and point.source not in sources:  # not a point of this shard's: read again and drop
+        yield from itertools.islice(read_shard(shard, config), point.records, None)
+        return
+    first = sources.index(point.source) if point.line else 0
+    for number, file in enumerate(shard.files[first:], first):
+        if number != first or not point.line:
+            yield from _records(shard, file, config)
+        elif _of_lines(file, shard.whole, config):
+            yield from itertools.islice(_records(shard, file, config, parse_from=point.line), point.taken, None)
+        else:
+            yield from itertools.islice(_records(shard, file, config), point.in_file, None)
 
 
 def cuttable(file: CorpusFile) -> bool:
@@ -134,17 +161,29 @@ def cuts(path: Path, pieces: int) -> list[tuple[int, int]]:
 
 def plan_shards(files: Sequence[CorpusFile], size: int, config: ReaderConfig | None = None) -> list[Shard]:
     """`files` as shards, in corpus order: each cuttable file of more than 1.5 x `size` bytes in ranges of about
-    `size`, every other file whole. A file no longer than `config.max_record_bytes` stays whole too: the JSON
+    `size`, the other files whole, consecutive ones grouped up to about `size` bytes (as they lie on disk; a file
+    named twice starts a new group). A file no longer than `config.max_record_bytes` is never cut: the JSON
     reader may read it as one object over several lines."""
     whole_below = (config or ReaderConfig()).max_record_bytes
-    shards = []
+    shards: list[Shard] = []
+    group: list[CorpusFile] = []
+    grouped = 0
     for file in files:
         length = file.path.stat().st_size
         pieces = round(length / size)
         if pieces < 2 or length <= whole_below or not cuttable(file):
-            shards.append(Shard(file))
+            if group and (grouped + length > size or file.path.resolve() in {f.path.resolve() for f in group}):
+                shards.append(Shard(tuple(group)))
+                group, grouped = [], 0
+            group.append(file)
+            grouped += length
             continue
+        if group:
+            shards.append(Shard(tuple(group)))
+            group, grouped = [], 0
         starts = cuts(file.path, pieces)
         ends = [start for start, _ in starts[1:]] + [None]
-        shards += [Shard(file, start, end, line) for (start, line), end in zip(starts, ends, strict=True)]
+        shards += [Shard((file,), start, end, line) for (start, line), end in zip(starts, ends, strict=True)]
+    if group:
+        shards.append(Shard(tuple(group)))
     return shards

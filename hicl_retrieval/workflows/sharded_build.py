@@ -36,6 +36,7 @@ from ..core import native
 from ..core.atomic import write_json
 from ..core.config import BuildConfig
 from ..core.errors import HiclError
+from ..core.files import resolved
 from ..core.times import time_warning
 from ..corpus import Corpus, CorpusFile, Post, record_chunks
 from ..corpus.records import time_counts
@@ -97,7 +98,7 @@ def shards_for(directory: IndexDir, posts_in: Corpus, workers: int, resuming: bo
         if not recorded.exists():
             return None  # a one-process build is resumed as one
         files = {str(file.path.resolve()): file for file in posts_in.files}  # as the build state names them
-        return [Shard(files[row["path"]], row["start"], row["end"], row["first_line"])
+        return [Shard(tuple(files[path] for path in row["paths"]), row["start"], row["end"], row["first_line"])
                 for row in json.loads(recorded.read_text(encoding="utf-8"))]
     if workers < 2:
         return None
@@ -138,8 +139,8 @@ def build_jobs(directory: IndexDir, shards: Sequence[Shard], dim: int, config: B
 class ShardResult:
     number: int
     report: BuildReport
-    times: tuple[int, int]
-    """(posts with a time, those whose time could not be read) of the shard, for the file's time warning."""
+    times: list[list[int]]
+    """(posts with a time, those whose time could not be read) of each file of the shard, for its time warning."""
     known: int = 0
     """Posts skipped, adding, because the index (or an earlier post of the shard) holds their post id."""
 
@@ -190,11 +191,12 @@ def run_shard(job: ShardJob) -> ShardResult:
     with shard_writer(directory, job) as writer, contextlib.ExitStack() as stack:
         stats = json.loads(writer.last.stats) if writer.last else {}
         report = BuildReport.from_stats(stats) if writer.last else BuildReport()
-        times, known = list(stats.get("times", (0, 0))), stats.get("known", 0)
+        times, known = stats.get("times", [[0, 0] for _ in job.shard.files]), stats.get("known", 0)
         if writer.finished or stats.get("complete"):
-            return ShardResult(job.number, report, tuple(times), known)
+            return ShardResult(job.number, report, times, known)
         earlier = report.seconds
-        point = ReadPoint(report.read, *stats.get("point", (0, 0)))
+        point = ReadPoint(*stats["point"]) if "point" in stats else ReadPoint()
+        files = {resolved(file.path): number for number, file in enumerate(job.shard.files)}
         records = read_shard(job.shard, job.config.reader, point)
         chunks = (split(chunk) for chunk in record_chunks(records, job.config.chunk_size))
         if job.adding:  # the index's posts as they are now: the driver holds its write lock
@@ -206,19 +208,20 @@ def run_shard(job: ShardJob) -> ShardResult:
             for post in posts:
                 report.notes.update(post.notes)
                 has, lacks = time_counts(post)
-                times[0], times[1] = times[0] + has, times[1] + lacks
+                tally = times[files[post.source]]
+                tally[0], tally[1] = tally[0] + has, tally[1] + lacks
             report.read += len(chunk)
             known += sum(isinstance(record, Post) for record in chunk) - len(posts)
             point = point.after(chunk)
             report.seconds = earlier + time.perf_counter() - started
             writer.commit(posts, vectors, rejects, records=report.read, stats=json.dumps(
-                {**report.as_dict(), "times": times, "known": known, "point": (point.line, point.taken)}))
+                {**report.as_dict(), "times": times, "known": known, "point": point.to_list()}))
             if progress is not None:
                 progress.put(len(chunk))
         report.seconds = earlier + time.perf_counter() - started
         writer.commit([], np.empty((0, job.dim), np.float32), [], records=report.read,
                       stats=json.dumps({**report.as_dict(), "times": times, "known": known, "complete": True}))
-    return ShardResult(job.number, report, tuple(times), known)
+    return ShardResult(job.number, report, times, known)
 
 
 @dataclass(frozen=True)
@@ -349,9 +352,10 @@ def _merged_report(results: Sequence[ShardResult], shards: Sequence[Shard], work
         report.rejected.update(part.rejected)
         report.notes.update(part.notes)
         report.encode_seconds += part.encode_seconds / workers
-        tally = tallies.setdefault(str(shard.file.path), [0, 0])
-        tally[0] += result.times[0]
-        tally[1] += result.times[1]
+        for file, (timed, unreadable) in zip(shard.files, result.times, strict=True):
+            tally = tallies.setdefault(str(file.path), [0, 0])
+            tally[0] += timed
+            tally[1] += unreadable
     for path, (timed, unreadable) in tallies.items():
         warning = time_warning(path, unreadable, timed, config.reader.time_format)
         if warning:
