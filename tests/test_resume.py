@@ -107,3 +107,46 @@ def test_a_failed_build_resumes_on_rerun_and_other_settings_are_refused(tiny_enc
     )
     got, want = index_contents(out), index_contents(tmp_path / "full")
     assert got[0].keys() == want[0].keys() and got[1:] == want[1:]
+
+
+def test_a_resumed_build_skips_what_it_read_without_parsing_it(tiny_encoder, tmp_path, monkeypatch):
+    """The ledger records the file and line reading got to: a resumption skips the files before it and reads past
+    the lines before it. Proof: those are blanked (byte for byte, times kept: a blank JSON line is no record)
+    before resuming, and the index still equals an uninterrupted build's."""
+    import json
+    import os
+
+    from hicl_retrieval.index.store import PostStore
+
+    files = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    for number, path in enumerate(files):
+        path.write_text("".join(json.dumps({"id": f"{number}-{i}", "text": f"post {i} of file {number} #f{number}"})
+                                + "\n" for i in range(200)))
+    config = BuildConfig(encoder=tiny_encoder.config, progress=False, chunk_size=16)
+    build_index(files, tmp_path / "full", config, encoder=tiny_encoder)
+    out = tmp_path / "index"
+    calls = []
+    encode = tiny_encoder.encode
+
+    def failing_encode(texts, **options):
+        calls.append(len(texts))
+        if len(calls) == 20:  # in b.jsonl
+            raise RuntimeError("stopped in the twentieth chunk")
+        return encode(texts, **options)
+
+    monkeypatch.setattr(tiny_encoder, "encode", failing_encode)
+    with pytest.raises(RuntimeError, match="twentieth"):
+        build_index(files, out, config, encoder=tiny_encoder)
+    monkeypatch.undo()
+    with PostStore(out / "seg-0.duckdb", read_only=True) as store:
+        records, source, line, taken, in_file = json.loads(store.ledger()[-1].stats)["point"]
+    assert (records, Path(source).name, line, taken) == (304, "b.jsonl", 104, 1)
+    for path, blanked in ((files[0], 200), (files[1], line - 1)):
+        stat = path.stat()
+        lines = path.read_bytes().split(b"\n")
+        path.write_bytes(b"\n".join([b" " * len(text) for text in lines[:blanked]] + lines[blanked:]))
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    resumed = build_index(files, out, config, encoder=tiny_encoder)
+    assert resumed.resumed and resumed.read == 400 and not resumed.rejected
+    got, want = index_contents(out), index_contents(tmp_path / "full")
+    assert got[0].keys() == want[0].keys() and got[1:] == want[1:]

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.config import ReaderConfig
 from ..core.files import resolved
+from ..core.times import time_warning
 from .inputs import CorpusFile, read_file
 from .jsonl import is_json_lines, read_json_lines, starts_with_array
 from .lines import Span, read_text
-from .records import Record
+from .records import Post, Record, time_counts
 from .streams import GZIP_MAGIC, ZSTD_MAGIC
 
 _SCAN = 1 << 24
@@ -105,17 +106,68 @@ def read_shard(shard: Shard, config: ReaderConfig, point: ReadPoint = ReadPoint(
     a few hundred MiB); the records of other formats are read again and dropped.
     """
     sources = [resolved(file.path) for file in shard.files]
-    if point.line and point.source not in sources:  # not a point of this shard's: read again and drop
-        yield from itertools.islice(read_shard(shard, config), point.records, None)
+    if not point.line or sources.count(point.source) != 1:  # nothing read, or a point no file of the shard places
+        every = (record for file in shard.files for record in _records(shard, file, config))
+        yield from itertools.islice(every, point.records, None)
         return
-    first = sources.index(point.source) if point.line else 0
-    for number, file in enumerate(shard.files[first:], first):
-        if number != first or not point.line:
-            yield from _records(shard, file, config)
-        elif _of_lines(file, shard.whole, config):
-            yield from itertools.islice(_records(shard, file, config, parse_from=point.line), point.taken, None)
-        else:
-            yield from itertools.islice(_records(shard, file, config), point.in_file, None)
+    first = sources.index(point.source)
+    file = shard.files[first]
+    if _of_lines(file, shard.whole, config):
+        yield from itertools.islice(_records(shard, file, config, parse_from=point.line), point.taken, None)
+    else:
+        yield from itertools.islice(_records(shard, file, config), point.in_file, None)
+    for file in shard.files[first + 1:]:
+        yield from _records(shard, file, config)
+
+
+@dataclass
+class Reading:
+    """How far the reading of a shard got and what it met, as a segment's ledger keeps it (`stats`): the read
+    point, each file's count of posts with a time and of times unreadable (for its time warning), and the posts
+    an add skipped as known."""
+
+    shard: Shard
+    point: ReadPoint = ReadPoint()
+    times: list[list[int]] = field(default_factory=list)
+    known: int = 0
+
+    def __post_init__(self) -> None:
+        self.times = self.times or [[0, 0] for _ in self.shard.files]
+        self._files = {resolved(file.path): number for number, file in enumerate(self.shard.files)}
+
+    @classmethod
+    def resumed(cls, shard: Shard, stats: dict) -> Reading:
+        """Where the ledger's last `stats` left the shard (an older ledger, without a point: after `read` records)."""
+        point = ReadPoint(*stats["point"]) if "point" in stats else ReadPoint(stats.get("read", 0))
+        return cls(shard, point, stats.get("times", []), stats.get("known", 0))
+
+    def records(self, config: ReaderConfig) -> Iterator[Record]:
+        """The records not yet read (see `read_shard`)."""
+        return read_shard(self.shard, config, self.point)
+
+    def count(self, chunk: Sequence[Record], kept: Sequence[Post]) -> None:
+        """`chunk` read, of which the posts `kept` are written (the others known, adding)."""
+        for post in kept:
+            has, lacks = time_counts(post)
+            tally = self.times[self._files[post.source]]
+            tally[0], tally[1] = tally[0] + has, tally[1] + lacks
+        self.known += sum(isinstance(record, Post) for record in chunk) - len(kept)
+        self.point = self.point.after(chunk)
+
+    def stats(self) -> dict:
+        return {"point": self.point.to_list(), "times": self.times, "known": self.known}
+
+
+def time_warnings(readings: Sequence[Reading], time_format: str | None) -> list[str]:
+    """What `time_warning` says of each file of the `readings`' shards, its counts summed over them."""
+    tallies: dict[str, list[int]] = {}
+    for reading in readings:
+        for file, (timed, unreadable) in zip(reading.shard.files, reading.times, strict=True):
+            tally = tallies.setdefault(str(file.path), [0, 0])
+            tally[0] += timed
+            tally[1] += unreadable
+    warnings = (time_warning(path, unreadable, timed, time_format) for path, (timed, unreadable) in tallies.items())
+    return [warning for warning in warnings if warning]
 
 
 def cuttable(file: CorpusFile) -> bool:

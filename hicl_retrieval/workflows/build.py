@@ -3,7 +3,6 @@ process; sharded_build.py builds in parallel)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import time
@@ -19,6 +18,7 @@ from ..core.errors import HiclError
 from ..core.files import check_name
 from ..core.progress import advance
 from ..corpus import Corpus, record_chunks
+from ..corpus.shards import Reading, Shard, time_warnings
 from ..encoding.encoder import Encoder
 from ..encoding.pools import Encoding, open_encoding
 from ..index.directory import IndexDir
@@ -103,7 +103,9 @@ def _build(posts_in: Corpus, out: Path, config: BuildConfig, encoder: Encoding, 
     with SegmentWriter(directory, BUILD_SEGMENT, dim=encoder.dim, first_id=0,
                        hashtag_rule=config.hashtag_rule) as writer:
         last = writer.last
-        report = BuildReport.from_stats(json.loads(last.stats)) if last else BuildReport()
+        stats = json.loads(last.stats) if last else {}
+        report = BuildReport.from_stats(stats) if last else BuildReport()
+        reading = Reading.resumed(Shard(tuple(posts_in.files)), stats)  # the whole corpus, one file after another
         report.index, report.load_seconds, report.resumed = directory.path, load_seconds, resuming
         report.encoded_on = encoder.where
         earlier_seconds = report.seconds
@@ -112,24 +114,26 @@ def _build(posts_in: Corpus, out: Path, config: BuildConfig, encoder: Encoding, 
                      writer.next_id)
         with tqdm(desc="reading and encoding", unit=" records", initial=last.records if last else 0,
                   total=max(estimated, 1), disable=not config.progress) as bar:
-            records = itertools.islice(posts_in, last.records if last else 0, None)
+            records = reading.records(config.reader)
             chunks = () if writer.finished else (split(chunk) for chunk in record_chunks(records, config.chunk_size))
             encoded = encoder.encoded(chunks, lambda chunk: [post.text for post in chunk[1]], progress=bar)
             for (chunk, posts, rejects), vectors in waited_for(encoded, report):
                 report.rejected.update(reject.reason for reject in rejects)
                 for post in posts:
                     report.notes.update(post.notes)
+                reading.count(chunk, posts)
                 report.read += len(chunk)
                 advance(bar, len(chunk) - len(posts))
                 report.seconds = earlier_seconds + time.perf_counter() - started
-                writer.commit(posts, vectors, rejects, records=report.read, stats=json.dumps(report.as_dict()))
+                writer.commit(posts, vectors, rejects, records=report.read,
+                              stats=json.dumps({**report.as_dict(), **reading.stats()}))
             if not writer.finished:
                 repeated = writer.repeated_post_ids()
                 report.duplicates = len(repeated)
-                writer.finish(repeated, records=report.read, stats=json.dumps(report.as_dict()))
+                writer.finish(repeated, records=report.read, stats=json.dumps({**report.as_dict(), **reading.stats()}))
         report.indexed = writer.store.count()
         report.repeated_texts = writer.store.repeated_texts()
-        report.warnings = posts_in.time_warnings
+        report.warnings = time_warnings([reading], config.reader.time_format)
         if report.indexed == 0:
             writer.close()
             message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS))

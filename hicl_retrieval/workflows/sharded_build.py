@@ -36,11 +36,8 @@ from ..core import native
 from ..core.atomic import write_json
 from ..core.config import BuildConfig
 from ..core.errors import HiclError
-from ..core.files import resolved
-from ..core.times import time_warning
-from ..corpus import Corpus, CorpusFile, Post, record_chunks
-from ..corpus.records import time_counts
-from ..corpus.shards import ReadPoint, Shard, plan_shards, read_shard
+from ..corpus import Corpus, CorpusFile, record_chunks
+from ..corpus.shards import Reading, Shard, plan_shards, time_warnings
 from ..encoding.encoder import Encoder
 from ..encoding.pools import Encoding, LocalEncoding
 from ..index.changes import remove_unnamed
@@ -139,10 +136,8 @@ def build_jobs(directory: IndexDir, shards: Sequence[Shard], dim: int, config: B
 class ShardResult:
     number: int
     report: BuildReport
-    times: list[list[int]]
-    """(posts with a time, those whose time could not be read) of each file of the shard, for its time warning."""
-    known: int = 0
-    """Posts skipped, adding, because the index (or an earlier post of the shard) holds their post id."""
+    reading: Reading
+    """Where the shard's reading ended: each file's time counts, and the posts an add skipped as known."""
 
 
 _worker: dict = {}
@@ -191,14 +186,11 @@ def run_shard(job: ShardJob) -> ShardResult:
     with shard_writer(directory, job) as writer, contextlib.ExitStack() as stack:
         stats = json.loads(writer.last.stats) if writer.last else {}
         report = BuildReport.from_stats(stats) if writer.last else BuildReport()
-        times, known = stats.get("times", [[0, 0] for _ in job.shard.files]), stats.get("known", 0)
+        reading = Reading.resumed(job.shard, stats)
         if writer.finished or stats.get("complete"):
-            return ShardResult(job.number, report, times, known)
+            return ShardResult(job.number, report, reading)
         earlier = report.seconds
-        point = ReadPoint(*stats["point"]) if "point" in stats else ReadPoint()
-        files = {resolved(file.path): number for number, file in enumerate(job.shard.files)}
-        records = read_shard(job.shard, job.config.reader, point)
-        chunks = (split(chunk) for chunk in record_chunks(records, job.config.chunk_size))
+        chunks = (split(chunk) for chunk in record_chunks(reading.records(job.config.reader), job.config.chunk_size))
         if job.adding:  # the index's posts as they are now: the driver holds its write lock
             existing, seen = stack.enter_context(directory.open_store(directory.read_manifest())), set()
             chunks = ((chunk, existing.unknown(posts, seen), rejects) for chunk, posts, rejects in chunks)
@@ -207,21 +199,17 @@ def run_shard(job: ShardJob) -> ShardResult:
             report.rejected.update(reject.reason for reject in rejects)
             for post in posts:
                 report.notes.update(post.notes)
-                has, lacks = time_counts(post)
-                tally = times[files[post.source]]
-                tally[0], tally[1] = tally[0] + has, tally[1] + lacks
+            reading.count(chunk, posts)
             report.read += len(chunk)
-            known += sum(isinstance(record, Post) for record in chunk) - len(posts)
-            point = point.after(chunk)
             report.seconds = earlier + time.perf_counter() - started
-            writer.commit(posts, vectors, rejects, records=report.read, stats=json.dumps(
-                {**report.as_dict(), "times": times, "known": known, "point": point.to_list()}))
+            writer.commit(posts, vectors, rejects, records=report.read,
+                          stats=json.dumps({**report.as_dict(), **reading.stats()}))
             if progress is not None:
                 progress.put(len(chunk))
         report.seconds = earlier + time.perf_counter() - started
         writer.commit([], np.empty((0, job.dim), np.float32), [], records=report.read,
-                      stats=json.dumps({**report.as_dict(), "times": times, "known": known, "complete": True}))
-    return ShardResult(job.number, report, times, known)
+                      stats=json.dumps({**report.as_dict(), **reading.stats(), "complete": True}))
+    return ShardResult(job.number, report, reading)
 
 
 @dataclass(frozen=True)
@@ -342,24 +330,14 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         process.kill()
 
 
-def _merged_report(results: Sequence[ShardResult], shards: Sequence[Shard], workers: int,
-                   config: BuildConfig) -> BuildReport:
-    report = BuildReport()
-    tallies: dict[str, list[int]] = {}
-    for result, shard in zip(results, shards, strict=True):
+def _merged_report(results: Sequence[ShardResult], workers: int, config: BuildConfig) -> BuildReport:
+    report = BuildReport(warnings=time_warnings([result.reading for result in results], config.reader.time_format))
+    for result in results:
         part = result.report
         report.read += part.read
         report.rejected.update(part.rejected)
         report.notes.update(part.notes)
         report.encode_seconds += part.encode_seconds / workers
-        for file, (timed, unreadable) in zip(shard.files, result.times, strict=True):
-            tally = tallies.setdefault(str(file.path), [0, 0])
-            tally[0] += timed
-            tally[1] += unreadable
-    for path, (timed, unreadable) in tallies.items():
-        warning = time_warning(path, unreadable, timed, config.reader.time_format)
-        if warning:
-            report.warnings.append(warning)
     return report
 
 
@@ -411,7 +389,7 @@ def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config
     ):
         tick = time.perf_counter()
         results = pool.run(run_shard, jobs)
-        report = _merged_report(results, shards, workers, config)
+        report = _merged_report(results, workers, config)
         report.index, report.load_seconds, report.resumed = directory.path, load_seconds, resumed
         report.encoded_on = pool.where
         tick = _stage(report, "shards", tick)
@@ -458,8 +436,8 @@ def add_sharded(directory: IndexDir, manifest: Manifest, shards: list[Shard], wo
         _pool(workers, None, config, bar) as pool,
     ):
         results = pool.run(run_shard, jobs)
-        report = _merged_report(results, shards, workers, config)
-        known = sum(result.known for result in results) + _drop_repeated(directory, jobs)
+        report = _merged_report(results, workers, config)
+        known = sum(result.reading.known for result in results) + _drop_repeated(directory, jobs)
         _append_rejects(directory, jobs, manifest.files.get(REJECTS, 0))
         sealed = pool.run(seal_shard, [SealJob(job, manifest.trained_file) for job in jobs])
     report.encoded_on = pool.where
