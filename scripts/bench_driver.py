@@ -154,8 +154,9 @@ def cli_build(corpus: Path, out: Path, model: Path, workers: int | None, env: di
     """`hicl-retrieval build` with the tiny model, as a user runs it; its JSON report."""
     command = [sys.executable, "-m", "hicl_retrieval.cli", "build", str(corpus), "--out", str(out), "--encoder",
                str(model), "--pooling", "mean", "--index", "flat", "--overwrite", "--quiet", "--json"]
+    # run from the index's folder: `-m` looks in the working directory before PYTHONPATH, which names the code
     done = subprocess.run(command + (["--workers", str(workers)] if workers else []), env=env, capture_output=True,
-                          text=True, check=True)
+                          text=True, check=True, cwd=out.parent)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

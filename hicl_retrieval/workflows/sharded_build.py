@@ -8,6 +8,9 @@ is trained on a sample of every shard's vectors, each segment gets its part, and
 committed. Every step resumes: a shard's segment keeps its ledger, so a rerun of the same command
 (after ``kill -9`` of the driver or of a worker) keeps the finished shards, continues the
 unfinished ones where their last chunk ended, and redoes the finishing steps, which are idempotent.
+
+`add_sharded` runs the same workers to add a large corpus to a finished index: a new segment a
+shard, the post ids the index holds skipped as a one-process add skips them.
 """
 
 from __future__ import annotations
