@@ -21,15 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from timing import percentile
 from tweeteval import all_tweets
 
 from hicl_retrieval import BuildConfig, Retriever, build_index, resolve_encoder
 from hicl_retrieval.core.text import duplicate_key
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
 
 
 def main() -> None:

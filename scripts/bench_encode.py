@@ -49,7 +49,6 @@ import dataclasses
 import functools
 import os
 import random
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -57,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from timing import rate, speedup, timed, timed_in_turn
 from tweeteval import all_tweets
 
 from hicl_retrieval import Encoder, EncoderConfig, resolve_encoder
@@ -116,32 +116,6 @@ def reference_loop(encoder: Encoder, texts: list[str], batch_size: int) -> np.nd
             pooled = encoder._pool(outputs, batch["attention_mask"]).float()
             rows.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
     return np.vstack(rows)
-
-
-def timed(function, repeats: int) -> tuple[list[float], object]:
-    return timed_in_turn({"only": function}, repeats)["only"]
-
-
-def timed_in_turn(functions: dict, repeats: int) -> dict[str, tuple[list[float], object]]:
-    """Each function's times and last result, the functions run in turn `repeats` times, so that
-    a change of the machine's load meets all of them alike."""
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    results: dict[str, object] = {}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            results[name] = function()
-            times[name].append(time.perf_counter() - start)
-    return {name: (times[name], results[name]) for name in functions}
-
-
-def rate(count: int, times: list[float]) -> str:
-    return f"best {count / min(times):8.1f}/s, median {count / statistics.median(times):8.1f}/s"
-
-
-def speedup(slower: list[float], faster: list[float]) -> str:
-    return (f"best {min(slower) / min(faster):.2f}x, "
-            f"median {statistics.median(slower) / statistics.median(faster):.2f}x")
 
 
 def top_k(database: np.ndarray, queries: np.ndarray, k: int = K) -> np.ndarray:

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from timing import timed
 from tweeteval import all_tweets
 
 from hicl_retrieval import resolve_encoder
@@ -128,15 +129,6 @@ def corpus_vectors(generator: Generator, size: int, path: Path, seed: int) -> np
     return np.memmap(path, dtype=np.float16, mode="r", shape=(size, generator.dim))
 
 
-def timed(function, repeat: int) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        tick = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - tick)
-    return times
-
-
 def single_latencies(search, queries: np.ndarray, count: int) -> list[float]:
     times = []
     for query in queries[:count]:
@@ -161,7 +153,7 @@ def bench_flat(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, args
     flat.ntotal = size
     build = time.perf_counter() - tick
     ram = memory() - before
-    batched = timed(lambda: flat.search(queries, K), args.repeat_flat)
+    batched, _ = timed(lambda: flat.search(queries, K), args.repeat_flat)
     _, found = flat.search(queries[: args.single_flat], K)
     single = single_latencies(flat.search, queries, args.single_flat)
     result = {
@@ -193,7 +185,7 @@ def bench_ours(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, args
     index = VectorIndex.load(path, mmap=True, search_params=tuning.params)  # as the Retriever opens it
     search = reranked(index.search, vectors, k_factor, size)
     search(queries, K)  # warm the page cache for the lists and the re-ranked rows
-    batched = timed(lambda: search(queries, K), args.repeat)
+    batched, _ = timed(lambda: search(queries, K), args.repeat)
     _, found = search(queries, K)
     single = single_latencies(search, queries, len(queries))
 

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from timing import percentile
 
 CLI = str(Path(sys.executable).with_name("hicl-retrieval"))
 K = 10
@@ -65,10 +66,6 @@ def crisis_tweets(data_dir: Path) -> list[tuple[str, str]]:
                 if text and text not in seen:
                     seen[text] = row["Tweet ID"].strip()
     return [(tweet_id, text) for text, tweet_id in seen.items()]
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def free_port() -> int:
