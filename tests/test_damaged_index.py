@@ -48,7 +48,8 @@ def damaged_names(path):
 def test_5_the_manifest_records_a_checksum_of_every_file_and_verify_checks_them(index, capsys):
     manifest = IndexDir(index).read_manifest()
     assert set(manifest.checksums) == set(manifest.files) == {"seg-0.f16", "seg-0.ids.npy", "seg-0.duckdb",
-                                                               "rejects.jsonl", "seg-0.faiss", "trained-0.faiss"}
+                                                               "rejects.jsonl", "seg-0.faiss", "trained-0.faiss",
+                                                               "seg-0.rows", "seg-0.rows.offsets.npy"}
     assert damaged_names(index) == []
     assert main(["verify", str(index)]) == 0
     out = capsys.readouterr().out
@@ -116,21 +117,26 @@ def test_5_block_checksums_of_an_appended_file_reuse_the_blocks_already_covered(
     assert damaged_ranges(path, 70, block_digests(path, 70, block=16), block=16) == []
 
 
-def test_11_a_damaged_post_store_or_faiss_header_is_one_line(index, capsys):
+def test_11_a_damaged_post_store_rows_or_faiss_header_is_one_line(index, capsys):
     store = index / "seg-0.duckdb"
     rng = np.random.default_rng(1)
     for offset in range(300_000, store.stat().st_size, 50_000):
         garble(store, offset, rng.bytes(64))
-    err = _query_error(index, capsys)
+    err = _query_error(index, capsys, "--has-hashtag", "#topic2")  # a filter asks the post store
     assert "the post store" in err and "is damaged" in err and "verify" in err
     assert "seg-0.duckdb contents" in damaged_names(index)
+    rows = index / "seg-0.rows"
+    garble(rows, 0, b"\xc1" * rows.stat().st_size)  # a byte msgpack never uses
+    err = _query_error(index, capsys)
+    assert "the post rows of" in err and "cannot be read" in err and "verify" in err
+    assert "seg-0.rows" in damaged_names(index)
     garble(index / "seg-0.faiss", 0, b"XXXX")
     err = _query_error(index, capsys)
     assert "the FAISS index" in err and "is damaged and cannot be read" in err
 
 
-def _query_error(index, capsys) -> str:
-    assert main(["query", str(index), "river flooding", "-k", "5"]) == 1
+def _query_error(index, capsys, *options: str) -> str:
+    assert main(["query", str(index), "river flooding", "-k", "5", *options]) == 1
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("hicl-retrieval")]
     assert len(lines) == 1 and "Traceback" not in err

@@ -33,12 +33,13 @@ from ..core.errors import HiclError, IndexDamaged
 from .checksums import block_digests, damaged_ranges
 from .faiss_index import VectorIndex
 from .manifest import BUILD_STATE, FORMAT_VERSION, MANIFEST, REJECTS, Manifest, Segment
+from .rows import HitRows
 from .segments import SegmentVectors, combined
 from .store import PostStore
 
 _INDEX_FILE = re.compile(
     r"^(manifest\.json|build\.json|shards\.json|rejects\.jsonl|write\.lock"
-    r"|seg-[\w-]+\.(f16|ids\.npy|duckdb|faiss|rejects\.jsonl)|del-\w+\.npy"
+    r"|seg-[\w-]+\.(f16|ids\.npy|duckdb|faiss|rejects\.jsonl|rows|rows\.offsets\.npy)|del-\w+\.npy"
     r"|trained-\w+\.faiss|posts(\.\d+)?\.duckdb|vectors(\.\d+)?\.f16|faiss(\.\d+)?\.index)(\.wal|\.tmp)?$"
 )
 """The files an index (or an unfinished change of one) may hold, format 1's among them."""
@@ -268,6 +269,13 @@ class IndexDir:
         if rows == 0:
             return np.zeros((0, dim), dtype=np.float16)
         return np.memmap(self.file(name), dtype=np.float16, mode="r", shape=(rows, dim))
+
+    def open_rows(self, manifest: Manifest, deleted: np.ndarray) -> HitRows | None:
+        """The segments' post rows by id for a search's hits (index/rows.py); None where a segment has none."""
+        if not all(segment.rows_file for segment in manifest.segments):
+            return None
+        return HitRows([(self.segment_ids(s), self.file(s.rows_file)) for s in manifest.segments], deleted,
+                       manifest.hashtag_rule)
 
     def open_vectors(self, manifest: Manifest) -> SegmentVectors:
         """Every stored vector (deleted posts' too, until `compact`), memory-mapped, indexed by id."""

@@ -33,6 +33,9 @@ class Segment:
     last_id: int
     faiss_file: str
     """Its part of the FAISS index (`reindex` writes a new one)."""
+    rows_file: str = ""
+    """Its post rows by id for a search's hits (index/rows.py), with their offsets beside; "" in segments
+    sealed before there were any, whose hits come from the post store."""
 
     @property
     def vectors_file(self) -> str:
@@ -48,7 +51,9 @@ class Segment:
 
     @property
     def files(self) -> tuple[str, ...]:
-        return tuple(name for name in (self.vectors_file, self.ids_file, self.store_file, self.faiss_file) if name)
+        rows = (self.rows_file, f"{self.rows_file}.offsets.npy") if self.rows_file else ()
+        return tuple(name for name in (self.vectors_file, self.ids_file, self.store_file, self.faiss_file, *rows)
+                     if name)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from .changes import generation
 from .directory import IndexDir
 from .faiss_index import ADD_ROWS, VectorIndex, filled
 from .manifest import REJECTS, Deletion, Segment
+from .rows import write_rows
 from .segments import SegmentVectors
 from .store import LedgerRow, PostRow, PostStore
 
@@ -206,13 +207,14 @@ class SegmentWriter:
         self.store.checkpoint()
         ids = self.store.ids() if ids is None else ids
         vector_ids = self.vector_ids()
-        faiss_file = f"{self.name}.faiss"
+        faiss_file, rows_file = f"{self.name}.faiss", f"{self.name}.rows"
         write_part(self.directory.file(faiss_file), trained, self.vectors(), ids)
+        write_rows(self.store, vector_ids, self.directory.file(rows_file))
         with open(self.directory.file(self.segment.ids_file), "wb") as handle:
             np.save(handle, vector_ids, allow_pickle=False)
             _synced(handle)
         self.segment = Segment(name=self.name, rows=len(vector_ids), posts=len(ids), first_id=int(vector_ids[0]),
-                               last_id=int(vector_ids[-1]), faiss_file=faiss_file)
+                               last_id=int(vector_ids[-1]), faiss_file=faiss_file, rows_file=rows_file)
         return self.segment
 
 

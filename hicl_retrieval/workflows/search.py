@@ -73,6 +73,7 @@ class Retriever:
                 self.vectors = self.directory.open_faiss(self.manifest, deleted=deleted)
                 self.stored_vectors = self.directory.open_vectors(self.manifest)
                 self.store = self.directory.open_store(self.manifest, deleted)
+                self.rows = self.directory.open_rows(self.manifest, deleted) or self.store
                 return
             except (HiclError, RuntimeError, OSError):
                 if attempt == attempts - 1:
@@ -186,7 +187,7 @@ class Retriever:
         while pending and fetch > 0:
             scores, ids = search(vectors[pending], fetch)
             self._check_answer(scores, ids)
-            rows = self.store.fetch(np.unique(ids[ids >= 0]))
+            rows = self.rows.fetch(np.unique(ids[ids >= 0]))
             still = []
             for row_of_query, query in enumerate(pending):
                 candidates = ((score, rows.get(int(post))) for score, post in zip(scores[row_of_query], ids[row_of_query]))
