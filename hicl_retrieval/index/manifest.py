@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core.config import EncoderConfig
 from .checksums import BLOCK_BYTES
+from .rows import offsets_file
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
@@ -51,7 +52,7 @@ class Segment:
 
     @property
     def files(self) -> tuple[str, ...]:
-        rows = (self.rows_file, f"{self.rows_file}.offsets.npy") if self.rows_file else ()
+        rows = (self.rows_file, offsets_file(self.rows_file)) if self.rows_file else ()
         return tuple(name for name in (self.vectors_file, self.ids_file, self.store_file, self.faiss_file, *rows)
                      if name)
 

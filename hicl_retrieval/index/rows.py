@@ -12,6 +12,7 @@ millisecond at 154,000 posts and at 10,000,000. The store stays the truth for ev
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,13 +29,12 @@ _COLUMNS = ("id", "post_id", "text", "author", "created_at", "retweet_of", "dup_
 
 
 def offsets_file(rows_file: str) -> str:
+    """The file of the offsets of the rows file `rows_file`."""
     return f"{rows_file}.offsets.npy"
 
 
 def write_rows(store: PostStore, vector_ids: np.ndarray, path: Path) -> None:
     """The rows of `store` in the order of `vector_ids` (ascending) to `path`, their offsets beside it; synced."""
-    import os
-
     import msgspec
 
     encode = msgspec.msgpack.Encoder().encode
