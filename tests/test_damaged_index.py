@@ -49,7 +49,8 @@ def test_5_the_manifest_records_a_checksum_of_every_file_and_verify_checks_them(
     manifest = IndexDir(index).read_manifest()
     assert set(manifest.checksums) == set(manifest.files) == {"seg-0.f16", "seg-0.ids.npy", "seg-0.duckdb",
                                                                "rejects.jsonl", "seg-0.faiss", "trained-0.faiss",
-                                                               "seg-0.rows", "seg-0.rows.offsets.npy"}
+                                                               "seg-0.rows", "seg-0.rows.offsets.npy",
+                                                               "seg-0.postids.npy"}
     assert damaged_names(index) == []
     assert main(["verify", str(index)]) == 0
     out = capsys.readouterr().out

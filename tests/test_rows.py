@@ -1,4 +1,5 @@
-"""A search's hits read from the segments' row files: the rows the post store holds, by id, in every index state."""
+"""What segments keep beside their post store: rows by id for a search's hits, post-id hashes for an add's check;
+both answer as the post store does, in every index state."""
 
 import json
 
@@ -8,17 +9,24 @@ from helpers import built_index, topical_rows, write_lines
 from hicl_retrieval import Retriever, add_posts, compact, delete_posts
 from hicl_retrieval.index.directory import IndexDir
 from hicl_retrieval.index.manifest import MANIFEST
+from hicl_retrieval.index.store import PostStore
 
 
 def _same_rows(path) -> int:
-    """Check that the row files give every id what the post store gives (deleted and dropped posts absent)."""
+    """Check that the row files give every id what the post store gives (deleted and dropped posts absent), and the
+    post-id hashes every post id held, and no other, as the store alone says."""
     directory = IndexDir(path)
     manifest = directory.read_manifest()
     deleted = directory.deleted_ids(manifest)
     rows = directory.open_rows(manifest, deleted)
-    with directory.open_store(manifest, deleted) as store:
+    asked = [str(number) for number in [*range(990, 1070), *range(1998, 2004), *range(4990, 5040), 6000]]
+    with directory.open_store(manifest, deleted) as store, \
+            PostStore.over([directory.file(s.store_file) for s in manifest.segments], deleted) as plain:
         ids = np.concatenate([directory.segment_ids(s) for s in manifest.segments] + [[-1, manifest.next_id + 3]])
         expected = store.fetch(ids)
+        assert store.post_id_hashes is not None and plain.post_id_hashes is None
+        held = plain.existing_post_ids(asked)
+        assert store.existing_post_ids(asked) == held and len(held) == len(expected)
     assert rows is not None and rows.fetch(ids) == expected
     return len(expected)
 

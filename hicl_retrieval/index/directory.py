@@ -33,13 +33,14 @@ from ..core.errors import HiclError, IndexDamaged
 from .checksums import block_digests, damaged_ranges
 from .faiss_index import VectorIndex
 from .manifest import BUILD_STATE, FORMAT_VERSION, MANIFEST, REJECTS, Manifest, Segment
+from .post_ids import PostIdHashes
 from .rows import HitRows
 from .segments import SegmentVectors, combined
 from .store import PostStore
 
 _INDEX_FILE = re.compile(
     r"^(manifest\.json|build\.json|shards\.json|rejects\.jsonl|write\.lock"
-    r"|seg-[\w-]+\.(f16|ids\.npy|duckdb|faiss|rejects\.jsonl|rows|rows\.offsets\.npy)|del-\w+\.npy"
+    r"|seg-[\w-]+\.(f16|ids\.npy|duckdb|faiss|rejects\.jsonl|rows|rows\.offsets\.npy|postids\.npy)|del-\w+\.npy"
     r"|trained-\w+\.faiss|posts(\.\d+)?\.duckdb|vectors(\.\d+)?\.f16|faiss(\.\d+)?\.index)(\.wal|\.tmp)?$"
 )
 """The files an index (or an unfinished change of one) may hold, format 1's among them."""
@@ -248,7 +249,10 @@ class IndexDir:
         """The live posts of every segment, read only, as one ``posts`` view (`deleted`: `deleted_ids`, if read);
         hits' hashtags come from their text by the index's rule (PostStore.fetch)."""
         deleted = self.deleted_ids(manifest) if deleted is None else deleted
-        return PostStore.over([self.file(s.store_file) for s in manifest.segments], deleted, manifest.hashtag_rule)
+        store = PostStore.over([self.file(s.store_file) for s in manifest.segments], deleted, manifest.hashtag_rule)
+        if all(segment.post_ids_file for segment in manifest.segments):
+            store.post_id_hashes = PostIdHashes([self.file(s.post_ids_file) for s in manifest.segments])
+        return store
 
     def segment_ids(self, segment: Segment) -> np.ndarray:
         return self._ids_file(segment.ids_file, mmap_mode="r")

@@ -37,6 +37,8 @@ class Segment:
     rows_file: str = ""
     """Its post rows by id for a search's hits (index/rows.py), with their offsets beside; "" in segments
     sealed before there were any, whose hits come from the post store."""
+    post_ids_file: str = ""
+    """Its post ids' sorted hashes for an add's check (index/post_ids.py); "" in segments sealed before."""
 
     @property
     def vectors_file(self) -> str:
@@ -53,8 +55,8 @@ class Segment:
     @property
     def files(self) -> tuple[str, ...]:
         rows = (self.rows_file, offsets_file(self.rows_file)) if self.rows_file else ()
-        return tuple(name for name in (self.vectors_file, self.ids_file, self.store_file, self.faiss_file, *rows)
-                     if name)
+        return tuple(name for name in (self.vectors_file, self.ids_file, self.store_file, self.faiss_file, *rows,
+                                       self.post_ids_file) if name)
 
 
 @dataclass(frozen=True)

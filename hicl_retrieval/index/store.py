@@ -129,6 +129,7 @@ class PostStore:
 
         self.path = Path(path)
         self.hashtag_rule: str | None = None
+        self.post_id_hashes = None
         try:
             self.con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
@@ -148,6 +149,7 @@ class PostStore:
         store = cls.__new__(cls)
         store.path = Path(paths[0]).parent / "seg-*.duckdb"
         store.hashtag_rule = hashtag_rule
+        store.post_id_hashes = None  # set by IndexDir.open_store where the segments keep them
         store.con = duckdb.connect(":memory:")
         parts = []
         for number, path in enumerate(paths):
@@ -227,6 +229,11 @@ class PostStore:
         return self.con.execute("SELECT id FROM posts ORDER BY id").fetchnumpy()["id"]
 
     @_readable
+    def post_ids(self) -> list[str]:
+        """Every post id the posts have (none for a post without one)."""
+        return [row[0] for row in self.con.execute("SELECT post_id FROM posts WHERE post_id IS NOT NULL").fetchall()]
+
+    @_readable
     def posts_text(self) -> tuple[Any, list[str], list[list[str]]]:
         """(ids ascending as a numpy array, texts, hashtags) of every post: for corpus statistics and BM25."""
         columns = self.con.execute("SELECT id, text, hashtags FROM posts ORDER BY id").fetchnumpy()
@@ -262,7 +269,10 @@ class PostStore:
 
     @_readable
     def existing_post_ids(self, post_ids: Sequence[str]) -> set[str]:
-        """Those of `post_ids` that posts in the store already have."""
+        """Those of `post_ids` that posts in the store already have (asked of the store only for those whose hash
+        its segments hold, where they keep their post ids' hashes: index/post_ids.py)."""
+        if self.post_id_hashes is not None:
+            post_ids = self.post_id_hashes.maybe_held(post_ids)
         if not post_ids:
             return set()
         cursor = self.con.execute(

@@ -26,6 +26,7 @@ from .changes import generation
 from .directory import IndexDir
 from .faiss_index import ADD_ROWS, VectorIndex, filled
 from .manifest import REJECTS, Deletion, Segment
+from .post_ids import write_post_ids
 from .rows import write_rows
 from .segments import SegmentVectors
 from .store import LedgerRow, PostRow, PostStore
@@ -207,14 +208,16 @@ class SegmentWriter:
         self.store.checkpoint()
         ids = self.store.ids() if ids is None else ids
         vector_ids = self.vector_ids()
-        faiss_file, rows_file = f"{self.name}.faiss", f"{self.name}.rows"
+        faiss_file, rows_file, post_ids_file = f"{self.name}.faiss", f"{self.name}.rows", f"{self.name}.postids.npy"
         write_part(self.directory.file(faiss_file), trained, self.vectors(), ids)
         write_rows(self.store, vector_ids, self.directory.file(rows_file))
+        write_post_ids(self.store.post_ids(), self.directory.file(post_ids_file))
         with open(self.directory.file(self.segment.ids_file), "wb") as handle:
             np.save(handle, vector_ids, allow_pickle=False)
             _synced(handle)
         self.segment = Segment(name=self.name, rows=len(vector_ids), posts=len(ids), first_id=int(vector_ids[0]),
-                               last_id=int(vector_ids[-1]), faiss_file=faiss_file, rows_file=rows_file)
+                               last_id=int(vector_ids[-1]), faiss_file=faiss_file, rows_file=rows_file,
+                               post_ids_file=post_ids_file)
         return self.segment
 
 
