@@ -12,10 +12,11 @@ turn:
 - the post-id check of an add: 1,000 post ids of the store and 24 new ones, as
   `existing_post_ids` asks today (a semi-join), and with a literal `IN (?, ...)` list on a copy
   of the store that has an ART index on `post_id`;
-- the candidates outside DuckDB, made here from the store: rows by id from a file of the rows
-  (msgspec-encoded, in id order) and an array of their offsets, memory-mapped; the post-id check
-  as a binary search (numpy `searchsorted`) in a sorted array of 64-bit BLAKE2b hashes of the
-  post ids (a hash found is then confirmed in DuckDB: only posts already held come that far).
+- what a sealed segment keeps beside its store, written from it by the index's own code: rows by
+  id from its row file (index/rows.py: msgpack rows in id order and their offsets, memory-mapped),
+  and the post-id check as a binary search in its sorted 64-bit BLAKE2b hashes of the post ids
+  (index/post_ids.py; the ids whose hash is held are then confirmed in DuckDB: in an add, only
+  posts already held come that far).
 
 It prints p50 and min of each, and each one's p50 at the largest size against the smallest: a
 lookup that does not grow with the index stays near 1x.
@@ -26,7 +27,6 @@ lookup that does not grow with the index stays near 1x.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import random
 import shutil
 import tempfile
@@ -35,6 +35,9 @@ from pathlib import Path
 import numpy as np
 from timing import percentile, timed_in_turn
 
+from hicl_retrieval.core.atomic import save_array
+from hicl_retrieval.index.post_ids import PostIdHashes, sorted_hashes
+from hicl_retrieval.index.rows import HitRows, write_rows
 from hicl_retrieval.index.store import COLUMNS, SCHEMA, PostStore
 
 ROWS = 40
@@ -83,37 +86,6 @@ def indexed_copy(path: Path) -> Path:
     return copy
 
 
-def post_id_hash(post_ids) -> np.ndarray:
-    """64-bit BLAKE2b hashes of post ids, as signed integers."""
-    return np.array([int.from_bytes(hashlib.blake2b(post_id.encode(), digest_size=8).digest(), "little", signed=True)
-                     for post_id in post_ids], dtype=np.int64)
-
-
-class RowFile:
-    """A segment's rows outside DuckDB: msgspec-encoded rows in id order and their offsets, memory-mapped."""
-
-    def __init__(self, store: PostStore, folder: Path, columns: str) -> None:
-        import msgspec
-
-        encoder = msgspec.msgpack.Encoder()
-        offsets, position = [0], 0
-        with open(folder / "rows.bin", "wb") as out:
-            cursor = store.con.execute(f"SELECT {columns} FROM s0.posts ORDER BY id")
-            while batch := cursor.fetchmany(100_000):
-                for row in batch:
-                    data = encoder.encode(row[:4] + (None,) + row[5:])  # the time left out: msgpack has no datetime
-                    out.write(data)
-                    position += len(data)
-                    offsets.append(position)
-        np.save(folder / "offsets.npy", np.asarray(offsets, dtype=np.int64))
-        self.offsets = np.load(folder / "offsets.npy", mmap_mode="r")
-        self.data = np.memmap(folder / "rows.bin", dtype=np.uint8, mode="r")
-        self.decoder = msgspec.msgpack.Decoder()
-
-    def fetch(self, ids: list[int]) -> list:
-        return [self.decoder.decode(self.data[self.offsets[i]:self.offsets[i + 1]]) for i in ids]
-
-
 def measure(path: Path, posts: int, repeats: int, rng: random.Random) -> dict[str, list[float]]:
     """Seconds of each lookup, `repeats` times, in turn."""
     columns = ", ".join(column for column in COLUMNS if column != "hashtags")
@@ -132,13 +104,11 @@ def measure(path: Path, posts: int, repeats: int, rng: random.Random) -> dict[st
         return with_index.con.execute(f"SELECT DISTINCT post_id FROM posts WHERE post_id IN "
                                       f"({', '.join('?' * len(wanted))})", wanted).fetchall()
 
-    hashes = np.sort(post_id_hash(row[0] for row in store.con.execute("SELECT post_id FROM s0.posts").fetchall()))
-    rows = RowFile(store, path.parent, columns)
-
-    def hashed_check():
-        wanted = post_id_hash(post_ids())
-        found = np.minimum(np.searchsorted(hashes, wanted), len(hashes) - 1)
-        return int((hashes[found] == wanted).sum())
+    vector_ids = np.arange(posts, dtype=np.int64)  # the index's own files, written as sealing writes them
+    held = write_rows(store, vector_ids, path.with_suffix(".rows"))
+    save_array(path.with_suffix(".postids.npy"), sorted_hashes(held))
+    rows = HitRows([(vector_ids, path.with_suffix(".rows"))], np.zeros(0, np.int64), "twitter")
+    hashes = PostIdHashes([path.with_suffix(".postids.npy")])
 
     lookups = {
         f"{ROWS} rows by id, today (semi-join)": lambda: store.fetch(ids()),
@@ -148,8 +118,8 @@ def measure(path: Path, posts: int, repeats: int, rng: random.Random) -> dict[st
             f"SELECT {columns} FROM s0.posts WHERE id = ?", [ids()[0]]).fetchall(),
         f"post-id check of {POST_IDS + 24}, today (semi-join)": lambda: store.existing_post_ids(post_ids()),
         f"post-id check of {POST_IDS + 24}, ART index on post_id": indexed_check,
-        f"{ROWS} rows by id, a row file and offsets": lambda: rows.fetch(ids()),
-        f"post-id check of {POST_IDS + 24}, sorted 64-bit hashes": hashed_check,
+        f"{ROWS} rows by id, the segment's row file (index/rows.py)": lambda: rows.fetch(ids()),
+        f"post-id check of {POST_IDS + 24}, sorted hashes (index/post_ids.py)": lambda: hashes.maybe_held(post_ids()),
     }
     times = {name: values for name, (values, _) in timed_in_turn(lookups, repeats).items()}
     store.close()

@@ -10,6 +10,22 @@ from pathlib import Path
 from typing import Any
 
 
+def synced(handle) -> int:
+    """Flush and fsync the open file `handle`; its size (where it stands)."""
+    handle.flush()
+    os.fsync(handle.fileno())
+    return handle.tell()
+
+
+def save_array(path: str | Path, array) -> None:
+    """`array` as an .npy file at `path` (no pickle), synced."""
+    import numpy as np
+
+    with open(path, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+        synced(handle)
+
+
 def sync_folder(folder: Path) -> None:
     """fsync a directory, so that a rename or a new file in it survives a power cut."""
     fd = os.open(folder, os.O_RDONLY)

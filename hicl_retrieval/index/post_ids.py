@@ -11,7 +11,6 @@ added again, and a hash may collide).
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -24,12 +23,9 @@ def post_id_hashes(post_ids: Iterable[str]) -> np.ndarray:
                                        .digest(), "little", signed=True) for post_id in post_ids), dtype=np.int64)
 
 
-def write_post_ids(post_ids: Iterable[str], path: Path) -> None:
-    """The sorted hashes of `post_ids` (none for a post without one) to `path`, synced."""
-    with open(path, "wb") as out:
-        np.save(out, np.sort(post_id_hashes(post_ids)), allow_pickle=False)
-        out.flush()
-        os.fsync(out.fileno())
+def sorted_hashes(post_ids: Iterable[str]) -> np.ndarray:
+    """The hashes of `post_ids`, sorted: what ``seg-X.postids.npy`` holds."""
+    return np.sort(post_id_hashes(post_ids))
 
 
 class PostIdHashes:

@@ -229,11 +229,6 @@ class PostStore:
         return self.con.execute("SELECT id FROM posts ORDER BY id").fetchnumpy()["id"]
 
     @_readable
-    def post_ids(self) -> list[str]:
-        """Every post id the posts have (none for a post without one)."""
-        return [row[0] for row in self.con.execute("SELECT post_id FROM posts WHERE post_id IS NOT NULL").fetchall()]
-
-    @_readable
     def posts_text(self) -> tuple[Any, list[str], list[list[str]]]:
         """(ids ascending as a numpy array, texts, hashtags) of every post: for corpus statistics and BM25."""
         columns = self.con.execute("SELECT id, text, hashtags FROM posts ORDER BY id").fetchnumpy()

@@ -12,7 +12,6 @@ the segment is never changed and a manifest may name it.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,13 +19,14 @@ from types import TracebackType
 
 import numpy as np
 
+from ..core.atomic import save_array, synced
 from ..core.text import duplicate_key, extract_hashtags
 from ..corpus import Post, Reject
 from .changes import generation
 from .directory import IndexDir
 from .faiss_index import ADD_ROWS, VectorIndex, filled
 from .manifest import REJECTS, Deletion, Segment
-from .post_ids import write_post_ids
+from .post_ids import sorted_hashes
 from .rows import write_rows
 from .segments import SegmentVectors
 from .store import LedgerRow, PostRow, PostStore
@@ -61,13 +61,6 @@ def nothing_indexed(read: int, rejected: Counter, rejects: Path | None = None, o
             row = json.loads(line)
             first = f"; the first: {row['source']} line {row['line']}: {row['reason']} ({row['detail']})"
     return f"no post {verb}: all {read} records were rejected ({reasons}){first}"
-
-
-def _synced(handle) -> int:
-    """Flush and fsync `handle`; its size, which the ledger records so a resumption can cut back to it."""
-    handle.flush()
-    os.fsync(handle.fileno())
-    return handle.tell()
 
 
 def _cut(path: Path, size: int) -> None:
@@ -173,8 +166,8 @@ class SegmentWriter:
         self._commit([], records, stats, -1, delete=[row[0] for row in repeated])
 
     def _commit(self, rows: list[PostRow], records: int, stats: str, chunk: int, delete: Sequence[int] = ()) -> None:
-        ledger = LedgerRow(chunk=chunk, records=records, vector_rows=_synced(self.vectors_out) // (2 * self.dim),
-                           rejects_bytes=_synced(self.rejects_out), stats=stats)
+        ledger = LedgerRow(chunk=chunk, records=records, vector_rows=synced(self.vectors_out) // (2 * self.dim),
+                           rejects_bytes=synced(self.rejects_out), stats=stats)
         self.store.commit_chunk(rows, ledger, delete=delete)
         self.last = ledger
 
@@ -186,7 +179,7 @@ class SegmentWriter:
         self.copied = self.store.ids()
         for start in range(0, len(self.copied), ADD_ROWS):
             vectors[self.copied[start : start + ADD_ROWS]].tofile(self.vectors_out)
-        _synced(self.vectors_out)
+        synced(self.vectors_out)
 
     def vector_ids(self) -> np.ndarray:
         """The id of each vector row: consecutive for new posts, the kept ids for a copy."""
@@ -210,11 +203,9 @@ class SegmentWriter:
         vector_ids = self.vector_ids()
         faiss_file, rows_file, post_ids_file = f"{self.name}.faiss", f"{self.name}.rows", f"{self.name}.postids.npy"
         write_part(self.directory.file(faiss_file), trained, self.vectors(), ids)
-        write_rows(self.store, vector_ids, self.directory.file(rows_file))
-        write_post_ids(self.store.post_ids(), self.directory.file(post_ids_file))
-        with open(self.directory.file(self.segment.ids_file), "wb") as handle:
-            np.save(handle, vector_ids, allow_pickle=False)
-            _synced(handle)
+        post_ids = write_rows(self.store, vector_ids, self.directory.file(rows_file))
+        save_array(self.directory.file(post_ids_file), sorted_hashes(post_ids))
+        save_array(self.directory.file(self.segment.ids_file), vector_ids)
         self.segment = Segment(name=self.name, rows=len(vector_ids), posts=len(ids), first_id=int(vector_ids[0]),
                                last_id=int(vector_ids[-1]), faiss_file=faiss_file, rows_file=rows_file,
                                post_ids_file=post_ids_file)
@@ -235,9 +226,7 @@ def write_part(path: Path, trained: VectorIndex, vectors: SegmentVectors, ids: n
 
 def write_deletion(directory: IndexDir, name: str, ids: np.ndarray) -> Deletion:
     """A deletion record: the file `name` holding the deleted `ids` (int64), synced."""
-    with open(directory.file(name), "wb") as handle:
-        np.save(handle, np.asarray(ids, dtype=np.int64), allow_pickle=False)
-        _synced(handle)
+    save_array(directory.file(name), np.asarray(ids, dtype=np.int64))
     return Deletion(name, len(ids))
 
 

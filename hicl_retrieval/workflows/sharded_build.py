@@ -21,7 +21,6 @@ import functools
 import json
 import logging
 import multiprocessing
-import os
 import queue
 import signal
 import threading
@@ -36,7 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..core import native
-from ..core.atomic import write_json
+from ..core.atomic import synced, write_json
 from ..core.config import BuildConfig
 from ..core.errors import HiclError
 from ..corpus import Corpus, CorpusFile, record_chunks
@@ -373,8 +372,7 @@ def _append_rejects(directory: IndexDir, jobs: Sequence[ShardJob], start: int = 
             with open(directory.file(job.rejects), "rb") as part:
                 while block := part.read(1 << 20):
                     out.write(block)
-        out.flush()
-        os.fsync(out.fileno())
+        synced(out)
 
 
 def build_sharded(directory: IndexDir, shards: list[Shard], workers: int, config: BuildConfig, encoding: Encoding,
