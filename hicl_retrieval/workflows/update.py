@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from ..index.changes import generation, remove_unnamed, switch, writing
 from ..index.directory import IndexDir
 from ..index.faiss_index import VectorIndex
 from ..index.filters import Filter
-from ..index.manifest import MANIFEST, REJECTS, WRITE_LOCK, Manifest
+from ..index.manifest import MANIFEST, REJECTS, WRITE_LOCK, Manifest, Segment
 from ..index.store import PostStore
 from ..index.writer import SegmentWriter, new_segment_name, nothing_indexed, write_deletion
 from .sharded_build import PARALLEL_FROM, add_sharded, shard_bytes, worker_count
@@ -153,17 +153,32 @@ def _add(directory: IndexDir, manifest: Manifest, posts_in: Corpus | Records, en
             writer.commit(fresh, vectors, rejects, records=records)
         report.added = writer.next_id - manifest.next_id
         report.warnings += posts_in.time_warnings
-        if report.added == 0:  # every post known or rejected: the index stays as it is
-            message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS), rejects_start,
-                                      verb="added") + f"; {directory.path} is unchanged"
-            writer.discard()
-            if report.known == 0:
-                raise HiclError(message)
-            return report
+        if report.added == 0:
+            return _unchanged(directory, report, rejects_start, writer.discard)
         segment = writer.seal(VectorIndex.load(directory.file(manifest.trained_file)))
+    return _switched(directory, manifest, [segment], report, started)
+
+
+def _unchanged(directory: IndexDir, report: AddReport, rejects_start: int, discard: Callable[[], None]) -> AddReport:
+    """Every post known or rejected: what was written is `discard`ed and the index stays as it is; an add of
+    nothing but rejects fails, naming the first."""
+    message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS), rejects_start,
+                              verb="added") + f"; {directory.path} is unchanged"
+    discard()
+    if report.known == 0:
+        raise HiclError(message)
+    return report
+
+
+def _switched(directory: IndexDir, manifest: Manifest, segments: Sequence[Segment], report: AddReport,
+              started: float) -> AddReport:
+    """The manifest switched to name the added `segments` too."""
     report.seconds = time.perf_counter() - started
-    switch(directory, manifest.with_segment(
-        segment, stats={**manifest.stats, "added": manifest.stats.get("added", 0) + report.added}))
+    changed = manifest
+    for segment in segments:
+        changed = changed.with_segment(segment)
+    switch(directory, dataclasses.replace(
+        changed, stats={**manifest.stats, "added": manifest.stats.get("added", 0) + report.added}))
     return report
 
 
@@ -196,22 +211,14 @@ def _add_in_parallel(directory: IndexDir, manifest: Manifest, posts_in: Corpus, 
     report.read, report.rejected, report.known = built.read, built.rejected, known
     report.added = sum(segment.posts for segment in segments)
     report.warnings += built.warnings
-    if report.added == 0:  # every post known or rejected: the index stays as it is
-        message = nothing_indexed(report.read, report.rejected, directory.file(REJECTS), rejects_start,
-                                  verb="added") + f"; {directory.path} is unchanged"
-        with open(directory.file(REJECTS), "ab") as rejects:
-            rejects.truncate(rejects_start)
-        remove_unnamed(directory, {MANIFEST, WRITE_LOCK, REJECTS, *manifest.named_files()})
-        if report.known == 0:
-            raise HiclError(message)
-        return report
-    report.seconds = time.perf_counter() - started
-    changed = manifest
-    for segment in segments:
-        changed = changed.with_segment(segment)
-    switch(directory, dataclasses.replace(
-        changed, stats={**manifest.stats, "added": manifest.stats.get("added", 0) + report.added}))
-    return report
+    if report.added == 0:
+        def discard() -> None:  # the shards' segments and the rejects they appended
+            with open(directory.file(REJECTS), "ab") as rejects:
+                rejects.truncate(rejects_start)
+            remove_unnamed(directory, {MANIFEST, WRITE_LOCK, REJECTS, *manifest.named_files()})
+
+        return _unchanged(directory, report, rejects_start, discard)
+    return _switched(directory, manifest, segments, report, started)
 
 
 def _new_posts(posts_in: Corpus | Records, existing: PostStore, chunk_size: int) -> Iterator[tuple]:
