@@ -21,6 +21,8 @@ What it prints, every timing repeated ``--repeats`` times (min and median):
   pooler) per token, plus 4 x layers x hidden x length^2 per post for attention (QK^T and AV);
   useful work over real tokens, and executed work over each loop's padded batches;
 - queries: the reference one at a time against ours batched;
+- runtimes (CPU only): PyTorch against ONNX Runtime (``--runtime``), over the database and one query at a
+  time, with the FLOP floor of each and how far their vectors are apart;
 - int8 (CPU only): the dynamic-quantisation path, its speed-up and top-10 neighbour overlap;
 - precision: float32, bfloat16 and float16 (``--dtypes``) for ours and for the reference loop in
   the same precision, ratios to the reference in float32 (as HICL runs it), the matmul share, and
@@ -56,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from timing import rate, speedup, timed, timed_in_turn
+from timing import percentile, rate, speedup, timed, timed_in_turn
 from tweeteval import all_tweets
 
 from hicl_retrieval import Encoder, EncoderConfig, resolve_encoder
@@ -112,9 +114,7 @@ def reference_loop(encoder: Encoder, texts: list[str], batch_size: int) -> np.nd
                 encoder.prepare(texts[start : start + batch_size]), padding=True, truncation=True,
                 max_length=encoder.config.max_length, return_tensors="pt",
             ).to(encoder.device)
-            outputs = encoder.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            pooled = encoder._pool(outputs, batch["attention_mask"]).float()
-            rows.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
+            rows.append(encoder.pooled(batch["input_ids"], batch["attention_mask"]).cpu().numpy())
     return np.vstack(rows)
 
 
@@ -167,10 +167,11 @@ def random_model(kind: str, tweets: list[str], directory: Path, seed: int) -> tu
     return EncoderConfig(model=str(directory), pooling="pooler", max_length=128), described
 
 
-def load_encoder(config: EncoderConfig, device: str, dtype: str, warm: list[str]) -> tuple[Encoder, float]:
+def load_encoder(config: EncoderConfig, device: str, dtype: str, warm: list[str],
+                 runtime: str = "auto") -> tuple[Encoder, float]:
     """The encoder, warmed up on `warm` (kernels chosen, memory allocated); and its load time in seconds."""
     start = time.perf_counter()
-    encoder = Encoder(config, device=device, dtype=dtype)
+    encoder = Encoder(config, device=device, dtype=dtype, runtime=runtime)
     seconds = time.perf_counter() - start
     encoder.encode(warm)
     reference_loop(encoder, warm, len(warm))
@@ -203,7 +204,8 @@ def header(encoder: Encoder, model: str, load_seconds: float, lengths: list[int]
     matmul = f", float32 matmul precision {torch.get_float32_matmul_precision()}" if on_gpu else ""
     print("# encoding benchmark")
     print(f"model:   {model}; pooling {config.pooling}, max_length {config.max_length}; loaded in {load_seconds:.1f}s")
-    print(f"device:  {encoder.device_name}; torch {torch.__version__} with {torch.get_num_threads()} threads{matmul}; "
+    print(f"device:  {encoder.device_name}; {encoder.runtime} runtime (`--runtime auto`); torch {torch.__version__} "
+          f"with {torch.get_num_threads()} threads{matmul}; "
           f"transformers {transformers.__version__}")
     print(f"posts:   {len(lengths)} tweets ({source}), {np.mean(lengths):.1f} tokens on average, "
           f"at most {max(lengths)}; {len(queries)} queries; each timing {args.repeats} times")
@@ -301,7 +303,7 @@ def loop_batches(encoder: Encoder, lengths: list[int], posts: list[str], args) -
     return {
         "real": [(1, length) for length in lengths],
         "reference": padded([range(s, min(s + size, count)) for s in range(0, count, size)]),
-        "ours": padded(token_batches(lengths, *encoder.batch_limits(args.max_tokens))),
+        "ours": padded_batches(encoder, lengths, args),
         "sentence-transformers": padded([by_characters[s : s + size] for s in range(0, count, size)]),
     }
 
@@ -331,6 +333,53 @@ def queries_section(encoder: Encoder, queries: list[str], args) -> None:
     print(f"reference (one at a time): {rate(len(queries), ref_times)}")
     print(f"ours (batched):            {rate(len(queries), our_times)}")
     print(f"ours / reference: {speedup(ref_times, our_times)}")
+
+
+def runtime_section(config: EncoderConfig, shape: Shape, posts: list[str], queries: list[str], args) -> None:
+    """PyTorch against ONNX Runtime, the same model on the CPU: the database in batches, and queries one at a time
+    (a service's unbatched case), each query timed in both in turn; and how far their vectors are apart."""
+    from hicl_retrieval.encoding.onnx_runtime import runtime_version
+
+    if runtime_version() is None:
+        print("\n## runtimes: ONNX Runtime is not installed, skipped (pip install 'hicl-retrieval[onnx]')")
+        return
+    warm = posts[: args.batch_size]
+    (eager, eager_load), (onnx, onnx_load) = (load_encoder(config, "cpu", "float32", warm, runtime)
+                                              for runtime in ("torch", "onnx"))
+    top, line = ceiling(eager, shape, "float32")
+    print(f"\n## runtimes, float32 on the CPU: PyTorch {torch.__version__} (eager, inference mode) against ONNX "
+          f"Runtime {runtime_version()} (loaded in {eager_load:.1f}s and {onnx_load:.1f}s; the latter's first load "
+          f"exports the graph, later ones read it from the cache and check it against PyTorch's vectors)")
+    timings = timed_in_turn({"torch": lambda: eager.encode(posts, max_tokens=args.max_tokens),
+                             "onnx": lambda: onnx.encode(posts, max_tokens=args.max_tokens)}, args.repeats)
+    (eager_times, eager_vectors), (onnx_times, onnx_vectors) = timings["torch"], timings["onnx"]
+    lengths = [len(row) for row in eager.tokenize(posts)]
+    floor = shape.flops(padded_batches(eager, lengths, args)) / top / 1e9
+    print(f"database, {len(posts)} posts: torch {rate(len(posts), eager_times)}; onnx {rate(len(posts), onnx_times)}; "
+          f"onnx / torch {speedup(eager_times, onnx_times)}; floor {floor:.2f}s (their padded batches' FLOPs at {line})")
+    cosine = np.sum(eager_vectors * onnx_vectors, axis=1)
+    print(f"vectors: least cosine onnx to torch {cosine.min():.7f}, max |difference| "
+          f"{np.abs(eager_vectors - onnx_vectors).max():.1e}")
+    single = {"torch": [], "onnx": []}
+    for _ in range(args.repeats):
+        for query in queries:
+            for name, encoder in (("torch", eager), ("onnx", onnx)):
+                start = time.perf_counter()
+                encoder.encode([query])
+                single[name].append(time.perf_counter() - start)
+    query_lengths = [len(row) for row in eager.tokenize(queries)]
+    floor_ms = np.median([shape.flops([(1, n)]) for n in query_lengths]) / top / 1e9 * 1e3
+    print(f"one query at a time ({len(queries)} queries x {args.repeats}, in turn), ms: "
+          + "; ".join(f"{name} p50 {percentile(times, 50):.2f} p99 {percentile(times, 99):.2f} min {min(times):.2f}"
+                      for name, times in single.items())
+          + f"; p50 onnx / torch {percentile(single['torch'], 50) / percentile(single['onnx'], 50):.2f}x; floor "
+            f"{floor_ms:.2f} ms (the median query's {int(np.median(query_lengths))} tokens' FLOPs at that rate)")
+
+
+def padded_batches(encoder: Encoder, lengths: list[int], args) -> list[tuple[int, int]]:
+    """(posts, padded width) of each batch `Encoder.encode` makes of posts of `lengths`."""
+    return [(len(group), max(lengths[i] for i in group))
+            for group in token_batches(lengths, *encoder.batch_limits(args.max_tokens))]
 
 
 def int8_section(config: EncoderConfig, run: Run, posts: list[str], queries: list[str], args) -> None:
@@ -477,6 +526,7 @@ def main() -> None:
         ceiling_section(encoder, shape, loop_batches(encoder, lengths, posts, args), timings)
         queries_section(encoder, queries, args)
         if encoder.device.type == "cpu":
+            runtime_section(config, shape, posts, queries, args)
             int8_section(config, run, posts, queries, args)
         precision_section(encoder, shape, run, posts, lengths, queries, args)
         if args.ray:

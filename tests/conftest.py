@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import string
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,19 @@ settings.register_profile("ci", max_examples=300, derandomize=True, deadline=Non
 settings.register_profile("explore", max_examples=3000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_sessionstart(session) -> None:
+    """Exported encoder graphs (encoding/onnx_runtime.py) go to a folder of this session, removed at its end:
+    the tests' tiny models are new each session, and the user's own cache stays as it was."""
+    if "HICL_CACHE_DIR" not in os.environ:
+        os.environ["HICL_CACHE_DIR"] = session.config._hicl_cache = tempfile.mkdtemp(prefix="hicl-test-cache-")
+
+
+def pytest_sessionfinish(session) -> None:
+    made = getattr(session.config, "_hicl_cache", None)
+    if made:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def data_dir() -> Path:

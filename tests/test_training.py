@@ -171,7 +171,7 @@ def test_a_tied_weight_is_mixed_once(config, monkeypatch):
     trained, base = _Tied(0), _Tied(1)
     assert set(trained.state_dict()) == {"inp.weight", "inp.bias", "out.weight", "out.bias"}
     before = {name: weight.clone() for name, weight in trained.state_dict().items()}
-    monkeypatch.setattr(training, "Encoder", lambda encoder_config: type("Base", (), {"model": base})())
+    monkeypatch.setattr(training, "Encoder", lambda encoder_config, **_: type("Base", (), {"model": base})())
     training._mix_in_base(trained, dataclasses.replace(config, base_share=0.25))
     for name, weight in trained.state_dict().items():
         torch.testing.assert_close(weight, 0.75 * before[name] + 0.25 * base.state_dict()[name])

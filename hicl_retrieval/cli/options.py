@@ -65,13 +65,16 @@ def add_device(command, *, index: bool = True) -> None:
     command.add_argument("--max-tokens-per-batch", type=int,
                          help="padded tokens per encoder batch at most, over posts sorted by length "
                               "(default: 2048 on a CPU, 65536 on a CUDA GPU, 16384 on MPS)")
+    command.add_argument("--runtime", default="auto",
+                         help="what runs the model: torch, onnx (ONNX Runtime: CPU, float32) or auto (ONNX Runtime "
+                              "where installed and suited, and only where its vectors equal PyTorch's) (default: auto)")
 
 
 def device_of(args: argparse.Namespace):
     from ..core.config import DeviceConfig
 
     return DeviceConfig(device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                        max_tokens_per_batch=args.max_tokens_per_batch)
+                        max_tokens_per_batch=args.max_tokens_per_batch, runtime=args.runtime)
 
 
 def add_ray(command) -> None:

@@ -23,6 +23,7 @@ POOLINGS = ("cls", "mean", "pooler")
 TEXT_NORMALIZATIONS = ("none", "bertweet")
 QUANTIZATIONS = ("none", "int8")
 PRECISIONS = ("float32", "float16", "bfloat16")
+RUNTIMES = ("auto", "torch", "onnx")
 # A model directory carrying this file brings its own preset (pooling, normalisation, ...).
 MODEL_PRESET_FILE = "hicl-encoder.toml"
 
@@ -171,9 +172,14 @@ class DeviceConfig:
     """Posts per batch at most; None: the device's default (64 on a CPU, no limit on a GPU)."""
     max_tokens_per_batch: int | None = setting(None, OPTIONAL_COUNT)
     """Padded tokens per batch at most; None: the device's default."""
+    runtime: str = "auto"
+    """What runs the model: torch, onnx (ONNX Runtime, CPU, float32) or auto (ONNX Runtime where it is installed
+    and suits the device and precision); ONNX Runtime only where its vectors are PyTorch's (encoding/encoder.py)."""
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.runtime not in RUNTIMES:
+            raise HiclError(f"unknown --runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Texts are tokenised once, sorted by length and batched by a token budget (batches.py), so that
 a batch pads to the length of its own posts rather than of the longest post in the corpus;
 vectors are returned in input order. The model runs on the device and in the precision that
-devices.py resolves. The same code loads the HICL #Encoder (``albertan017/hashencoder``), the packaged
+devices.py resolves; on a CPU its forward pass runs in ONNX Runtime where that gives PyTorch's vectors
+(onnx_runtime.py, ``--runtime``). The same code loads the HICL #Encoder (``albertan017/hashencoder``), the packaged
 MiniLM, a model directory made by training, or any hub id.
 """
 
@@ -19,13 +20,26 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.config import EncoderConfig, preset_names
+from ..core.config import RUNTIMES, EncoderConfig, preset_names
 from ..core.errors import HiclError
 from ..core.text import normalize
 from .batches import token_batches
 from .devices import batch_limits, describe_device, resolve_device, resolve_dtype, torch_dtype
+from .onnx_runtime import INSTALL, OnnxModel, export_key, load_onnx, runtime_version
 
 LOG = logging.getLogger(__name__)
+
+MIN_COSINE = 0.99999
+"""How close ONNX Runtime's vectors must be to PyTorch's (the least cosine over `PROBES`) to be used."""
+PROBES = (
+    "Flood waters rising in #Calgary, stay safe everyone @CityofCalgary http://t.co/x1",
+    "ok",
+    "¿Dónde está la ayuda? 🙏🙏 #terremoto #Ecuador",
+    "RT @user: The game last night was unbelievable!!! 3-2 in overtime #hockey #NHL #playoffs " * 2,
+    "東京で地震がありました。皆さん大丈夫ですか",
+)
+"""Texts of several lengths, batched together and one alone: the padded and the single-post paths are both
+compared (quickly: the check runs whenever an encoder starts)."""
 
 
 def model_location(config: EncoderConfig) -> str:
@@ -142,12 +156,18 @@ class Encoder:
 
     `device` is resolved by devices.py (``auto``: the first GPU, else the CPU). `dtype` is the
     precision to run in (``auto``: by device); None keeps the precision `config` records, as
-    queries of an index do. `config` then records the precision used.
+    queries of an index do. `config` then records the precision used. `runtime` runs the forward
+    pass in ``torch``, in ``onnx`` (ONNX Runtime, CPU, float32) or, ``auto``, in ONNX Runtime where it is
+    installed and suits the device and precision; either way ONNX Runtime is used only when its vectors
+    agree with PyTorch's on `PROBES` (cosine >= `MIN_COSINE`). `runtime` then says which one runs.
     """
 
-    def __init__(self, config: EncoderConfig, *, device: str = "auto", dtype: str | None = None) -> None:
+    def __init__(self, config: EncoderConfig, *, device: str = "auto", dtype: str | None = None,
+                 runtime: str = "auto") -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
+
+        from .pooling import Pooled
 
         self.device = torch.device(resolve_device(device))
         precision = config.dtype if dtype is None else resolve_dtype(dtype, str(self.device))
@@ -174,6 +194,7 @@ class Encoder:
         self.model.to(self.device, dtype=torch_dtype(precision)).eval()
         if config.quantize == "int8":
             self.model = _quantize_int8(self.model, self.device)
+        self.pooled = Pooled(self.model, config.pooling, config.normalize_vectors)
         self.backend = _backend_tokenizer(self.tokenizer, config.max_length)
         self.dim = int(self.model.config.hidden_size)
         self.model_bytes = sum(t.numel() * t.element_size() for t in (*self.model.parameters(), *self.model.buffers()))
@@ -182,32 +203,71 @@ class Encoder:
             if config.package
             else getattr(self.model.config, "_commit_hash", None)
         )
+        self.onnx: OnnxModel | None = None
+        self.agreement: float | None = None
+        """The least cosine of ONNX Runtime's vectors to PyTorch's over `PROBES`, where it was tried."""
+        self._start_onnx(runtime, location)
+
+    @property
+    def runtime(self) -> str:
+        """``onnx`` where ONNX Runtime runs the forward pass, else ``torch``."""
+        return "onnx" if self.onnx is not None else "torch"
+
+    def _start_onnx(self, runtime: str, location: str) -> None:
+        """Run the forward pass in ONNX Runtime where `runtime` asks for it and its vectors are PyTorch's."""
+        if runtime not in RUNTIMES:
+            raise HiclError(f"unknown --runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        if runtime == "torch":
+            return
+        unsuitable = (
+            f"it runs on the CPU only, not {self.device}" if self.device.type != "cpu"
+            else f"it runs float32 only, not {self.config.dtype}" if self.config.dtype != "float32"
+            else "int8 is PyTorch's quantisation; drop --int8" if self.config.quantize != "none"
+            else f"ONNX Runtime is not installed; {INSTALL}" if runtime_version() is None
+            else None
+        )
+        if unsuitable:
+            if runtime == "onnx":
+                raise HiclError(f"--runtime onnx: {unsuitable}")
+            return
+        import torch
+
+        key = export_key(location, self.revision, self.config.pooling, self.config.normalize_vectors)
+        try:
+            model = load_onnx(self.pooled, key, threads=torch.get_num_threads())
+        except Exception as exc:  # the exporter and ONNX Runtime raise many kinds: any of them leaves PyTorch
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            message = f"cannot run {location} in ONNX Runtime ({reason})"
+            if runtime == "onnx":
+                raise HiclError(f"--runtime onnx: {message}; use --runtime torch") from exc
+            LOG.warning("%s; encoding with PyTorch", message)
+            return
+        reference = np.concatenate([self.encode(PROBES), self.encode(PROBES[:1])])
+        self.onnx = model
+        got = np.concatenate([self.encode(PROBES), self.encode(PROBES[:1])])
+        norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(got, axis=1)
+        self.agreement = float(np.min((reference * got).sum(axis=1) / np.maximum(norms, 1e-12)))
+        if self.agreement < MIN_COSINE:
+            self.onnx = None
+            message = (f"ONNX Runtime's vectors of {location} differ from PyTorch's (least cosine "
+                       f"{self.agreement:.6f}, below {MIN_COSINE})")
+            if runtime == "onnx":
+                raise HiclError(f"--runtime onnx: {message}; use --runtime torch")
+            LOG.warning("%s; encoding with PyTorch", message)
 
     def prepare(self, texts: Sequence[str]) -> list[str]:
         """The texts as the model reads them (the preset's normalisation applied)."""
         style = self.config.text_normalization
         return [normalize(text, style) for text in texts]
 
-    def _pool(self, outputs, mask):
-        if self.config.pooling == "pooler":
-            return outputs.pooler_output
-        hidden = outputs.last_hidden_state  # (batch, tokens, dim)
-        if self.config.pooling == "cls":
-            return hidden[:, 0]
-        hidden = hidden.float()  # the mean summed in float32 whatever the model computes in
-        weights = mask.unsqueeze(-1).to(hidden.dtype)  # (batch, tokens, 1)
-        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
-
     def embed(self, texts: Sequence[str]):
-        """Vectors for `texts` as a torch tensor that keeps its gradient (for training the encoder)."""
-        import torch
-
+        """Vectors for `texts` as a torch tensor that keeps its gradient, for training the encoder: PyTorch's, and
+        `encode` then runs PyTorch too (an exported graph keeps the weights the training changes)."""
+        self.onnx = None
         batch = self.tokenizer(
             self.prepare(texts), truncation=True, max_length=self.config.max_length, padding=True, return_tensors="pt"
         ).to(self.device)
-        vectors = self._pool(self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]),
-                             batch["attention_mask"])
-        return torch.nn.functional.normalize(vectors, dim=-1) if self.config.normalize_vectors else vectors
+        return self.pooled(batch["input_ids"], batch["attention_mask"])
 
     @property
     def device_name(self) -> str:
@@ -254,7 +314,7 @@ class Encoder:
         ids = self.tokenize(texts) if tokens is None else tokens
         batches = token_batches([len(row) for row in ids], budget, posts)
         pad_id, on_gpu = self.tokenizer.pad_token_id, self.device.type == "cuda"
-        pooled = []
+        vectors = []
         with torch.inference_mode():
             for chosen in batches:
                 width = len(ids[chosen[0]])  # longest first
@@ -263,17 +323,17 @@ class Encoder:
                 for row, i in enumerate(chosen):
                     batch[row, : len(ids[i])] = ids[i]
                     mask[row, : len(ids[i])] = 1
-                input_ids, attention = torch.from_numpy(batch), torch.from_numpy(mask)
-                if on_gpu:
-                    input_ids, attention = input_ids.pin_memory(), attention.pin_memory()
-                input_ids = input_ids.to(self.device, non_blocking=on_gpu)
-                attention = attention.to(self.device, non_blocking=on_gpu)
-                vectors = self._pool(self.model(input_ids=input_ids, attention_mask=attention), attention).float()
-                if self.config.normalize_vectors:
-                    vectors = torch.nn.functional.normalize(vectors, dim=-1)
-                pooled.append(vectors)
+                if self.onnx is not None:
+                    out[chosen] = self.onnx(batch, mask)
+                else:
+                    input_ids, attention = torch.from_numpy(batch), torch.from_numpy(mask)
+                    if on_gpu:
+                        input_ids, attention = input_ids.pin_memory(), attention.pin_memory()
+                    input_ids = input_ids.to(self.device, non_blocking=on_gpu)
+                    attention = attention.to(self.device, non_blocking=on_gpu)
+                    vectors.append(self.pooled(input_ids, attention))
                 if progress is not None:
                     progress.update(len(chosen))
-            order = [i for chosen in batches for i in chosen]
-            out[order] = torch.cat(pooled).cpu().numpy()
+            if vectors:
+                out[[i for chosen in batches for i in chosen]] = torch.cat(vectors).cpu().numpy()
         return out

@@ -91,4 +91,5 @@ def open_encoding(
         except ImportError as exc:
             raise HiclError(f"--ray needs Ray ({exc}): pip install 'hicl-retrieval[ray]'") from None
         return RayEncoding(config, running, ray, dtype=dtype)
-    return LocalEncoding(encoder or Encoder(config, device=running.device, dtype=dtype), running)
+    encoder = encoder or Encoder(config, device=running.device, dtype=dtype, runtime=running.runtime)
+    return LocalEncoding(encoder, running)

@@ -48,8 +48,9 @@ class EncodeWorker:
 
     def __init__(self, config: dict, device: str, dtype: str | None, threads: int, running: dict) -> None:
         native.set_threads(threads)
-        self.encoder = Encoder(EncoderConfig.from_dict(config), device=device, dtype=dtype)
         self.running = DeviceConfig(**running)
+        self.encoder = Encoder(EncoderConfig.from_dict(config), device=device, dtype=dtype,
+                               runtime=self.running.runtime)
 
     def describe(self) -> dict:
         encoder = self.encoder
@@ -212,7 +213,7 @@ class RayEncoding:
         actor = ray.remote(EncodeWorker).options(num_cpus=threads, num_gpus=gpus, max_restarts=RESTARTS,
                                                  max_task_retries=RESTARTS)
         running_fields = {"device": device, "dtype": running.dtype, "batch_size": running.batch_size,
-                          "max_tokens_per_batch": running.max_tokens_per_batch}
+                          "max_tokens_per_batch": running.max_tokens_per_batch, "runtime": running.runtime}
         self.workers = [actor.remote(config.to_dict(), device, dtype, threads, running_fields)
                         for _ in range(workers)]
         described = [self._get(ref) for ref in [worker.describe.remote() for worker in self.workers]]

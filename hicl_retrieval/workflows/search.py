@@ -51,7 +51,8 @@ class Retriever:
         native.set_threads(threads)
         check_index_dtype(self.manifest.encoder.dtype, self.running.dtype, str(path))
         check_batch_limits(self.running.max_tokens_per_batch, self.running.batch_size, self.manifest.encoder.max_length)
-        self.encoder = encoder or Encoder(self.manifest.encoder, device=self.running.device)
+        self.encoder = encoder or Encoder(self.manifest.encoder, device=self.running.device,
+                                                 runtime=self.running.runtime)
         if self.encoder.dim != self.manifest.dim:
             raise HiclError(
                 f"the encoder gives {self.encoder.dim}-dimensional vectors but {path} holds "

@@ -172,7 +172,8 @@ def _encoding() -> Encoding:
     failure to load is the shard's error, not a broken pool)."""
     if "encoding" not in _worker:
         config = _worker["config"]
-        encoder = _worker["encoder"] or Encoder(config.encoder, device=_worker["device"], dtype=config.encoding.dtype)
+        encoder = _worker["encoder"] or Encoder(config.encoder, device=_worker["device"], dtype=config.encoding.dtype,
+                                                runtime=config.encoding.runtime)
         _worker["encoding"] = LocalEncoding(encoder, config.encoding, prefetch=False)
     return _worker["encoding"]
 

@@ -262,7 +262,8 @@ def train_encoder(corpus_paths, out: str | Path, config: TrainConfig, *, overwri
                                   for i in data.held_out])
 
     torch.manual_seed(config.seed)
-    encoder = Encoder(dataclasses.replace(config.base, max_length=config.max_length), device=config.device)
+    encoder = Encoder(dataclasses.replace(config.base, max_length=config.max_length), device=config.device,
+                      runtime="torch")
     model = encoder.model
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = get_linear_schedule_with_warmup(optimizer, round(config.warmup * config.steps), config.steps)
@@ -356,7 +357,7 @@ def _mix_in_base(model, config: TrainConfig) -> None:
     tensor tied under several names, such as shared embeddings, is mixed once)."""
     import torch
 
-    base = Encoder(config.base).model.state_dict()
+    base = Encoder(config.base, runtime="torch").model.state_dict()
     mixed = set()
     with torch.no_grad():
         for name, weight in model.state_dict().items():
