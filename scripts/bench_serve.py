@@ -2,10 +2,11 @@
 """`hicl-retrieval serve` under load: concurrent clients on loopback, with and without micro-batching,
 while an `add` changes the index; next to running `hicl-retrieval query` once a post.
 
-For each mode (batched: --max-batch 64; unbatched: --max-batch 1), in turn `--repeats` times, each
-time on a fresh copy of the index:
+For each code (this one in each of `--runtimes`, and with `--baseline` the code of a git worktree, as
+today's) and each mode (batched: --max-batch 64; unbatched: --max-batch 1), all in turn `--repeats` times,
+each time on a fresh copy of the index:
 
-1. the service is started as a real subprocess (the CLI, as a user runs it);
+1. the service is started as a real subprocess (the CLI of that code, as a user runs it);
 2. unloaded: single-post searches one after another, p50/p99 latency;
 3. every probe query is searched once (the answers "before");
 4. `--clients` threads, each on its own keep-alive connection, send single-post searches of
@@ -19,7 +20,7 @@ Each answer of the load must be whole: equal to that query's answer before or af
 (the same post ids in the same order, scores within 1e-4). It prints requests/s, p50 and p99
 latency, errors, and how many answers were before, after, or neither, by when they were asked.
 Then, in this process, where a single search spends its time (tokenising, the model, FAISS and
-the post store), and the wall time of `hicl-retrieval query` for one post.
+the post store) in each of `--runtimes`, and the wall time of `hicl-retrieval query` for one post.
 
 Queries and added posts are CrisisLexT26 tweets (real tweet ids), the index anything built
 with `build`, e.g. all TweetEval tweets with MiniLM:
@@ -34,6 +35,7 @@ import cProfile
 import csv
 import http.client
 import json
+import os
 import pstats
 import random
 import shutil
@@ -53,6 +55,7 @@ import numpy as np
 from timing import percentile
 
 CLI = str(Path(sys.executable).with_name("hicl-retrieval"))
+HERE = Path(__file__).resolve().parent
 K = 10
 
 
@@ -75,14 +78,17 @@ def free_port() -> int:
 
 
 class Service:
-    """`hicl-retrieval serve INDEX` in a subprocess, stopped on exit."""
+    """`hicl-retrieval serve INDEX` of the code at `code` (None: this code) in a subprocess, stopped on exit."""
 
-    def __init__(self, index: Path, extra: list[str], log: Path) -> None:
+    def __init__(self, index: Path, extra: list[str], log: Path, code: Path | None = None) -> None:
         self.port = free_port()
         self.log = log.open("w")
         started = time.perf_counter()
-        self.process = subprocess.Popen([CLI, "serve", str(index), "--port", str(self.port), *extra],
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+        # run from the log's folder: `-m` looks in the working directory before PYTHONPATH, which names the code
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hicl_retrieval.cli", "serve", str(index), "--port", str(self.port), *extra],
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=log.parent,
+            env={**os.environ, "PYTHONPATH": str(code or HERE.parent)})
         while True:
             try:
                 Client(self.port).get("/health")
@@ -261,11 +267,11 @@ def report_load(name: str, load: Load, before: dict, after: dict | None = None) 
     return rate
 
 
-def profile(index: Path, queries: list[str], count: int) -> None:
-    """Where one single-post search spends its time, in this process (no HTTP)."""
-    from hicl_retrieval import Retriever
+def profile(index: Path, queries: list[str], count: int, runtime: str) -> None:
+    """Where one single-post search spends its time, in this process (no HTTP), the model run by `runtime`."""
+    from hicl_retrieval import DeviceConfig, Retriever
 
-    retriever = Retriever(index)
+    retriever = Retriever(index, running=DeviceConfig(runtime=runtime))
     try:
         for query in queries[:10]:
             retriever.search(query, k=K)
@@ -284,7 +290,8 @@ def profile(index: Path, queries: list[str], count: int) -> None:
             t4 = time.perf_counter()
             for stage, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 stages[stage].append(seconds * 1000)
-        print(f"in-process, one post at a time ({count} posts, {retriever.encoder.device_name}):")
+        print(f"in-process, one post at a time ({count} posts, {retriever.encoder.device_name}, "
+              f"{retriever.encoder.runtime} runtime):")
         for stage, values in stages.items():
             print(f"    {stage:36s} p50 {percentile(values, 50):6.2f} ms, p99 {percentile(values, 99):6.2f} ms")
         profiler = cProfile.Profile()
@@ -316,11 +323,11 @@ PHASES = {"steady": "no add", "add": "during an add"}
 
 
 def measure_mode(name: str, options: list[str], args: argparse.Namespace, probes: list[str], work: Path,
-                 add_file: Path) -> tuple[float, dict[str, float]]:
-    """One mode on a fresh copy of the index: (unloaded p50 in ms, requests/s by phase)."""
+                 add_file: Path, code: Path | None) -> tuple[float, dict[str, float]]:
+    """One mode of one code on a fresh copy of the index: (unloaded p50 in ms, requests/s by phase)."""
     copy = work / "index"
     shutil.copytree(args.index, copy)
-    service = Service(copy, options, work / "serve.log")
+    service = Service(copy, options, work / "serve.log", code)
     rates = {}
     try:
         single = unloaded(service.port, probes, args.single)
@@ -359,6 +366,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="rounds of the modes in turn")
     parser.add_argument("--threads", type=int, help="the service's torch and FAISS threads (default: all cores)")
     parser.add_argument("--work", type=Path, help="where the copies of the index go (default: a temporary folder)")
+    parser.add_argument("--runtimes", default="auto", help="this code's --runtime values to serve with (default auto)")
+    parser.add_argument("--baseline", type=Path, help="a git worktree of the code to compare with (today's code)")
     args = parser.parse_args()
 
     tweets = crisis_tweets(args.data_dir)
@@ -367,6 +376,9 @@ def main() -> None:
     added = tweets[args.probes: args.probes + args.add_posts]
     modes = {"batched": ["--max-batch", "64"], "unbatched": ["--max-batch", "1"]}
     threads = ["--threads", str(args.threads)] if args.threads else []
+    codes = {f"this code, --runtime {runtime}": (None, ["--runtime", runtime]) for runtime in args.runtimes.split(",")}
+    if args.baseline:
+        codes = {"today's code": (args.baseline, []), **codes}
     print(f"index {args.index}: {json.loads((args.index / 'manifest.json').read_text())['count']} posts; "
           f"{args.clients} clients for {args.seconds:g} s; {len(probes)} probe queries; "
           f"an add of {len(added)} posts {args.add_at:g} s in")
@@ -375,32 +387,43 @@ def main() -> None:
     try:
         add_file = work / "added.jsonl"
         add_file.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in added), encoding="utf-8")
-        rates: dict[tuple[str, str], list[float]] = defaultdict(list)
-        singles: dict[str, list[float]] = defaultdict(list)
+        rates: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+        singles: dict[tuple[str, str], list[float]] = defaultdict(list)
         for round_number in range(1, args.repeats + 1):
-            for mode in args.modes.split(","):  # the modes in turn, so that both see the machine alike
-                name = mode if args.repeats == 1 else f"{mode} (round {round_number})"
-                single, measured = measure_mode(name, modes[mode] + threads, args, probes, work, add_file)
-                singles[mode].append(single)
-                for phase, rate in measured.items():
-                    rates[mode, phase].append(rate)
-        for phase in ("steady", "add"):
-            if rates.get(("batched", phase)) and rates.get(("unbatched", phase)):
-                batched, unbatched = rates["batched", phase], rates["unbatched", phase]
-                print(f"batched / unbatched throughput, {PHASES[phase]}: median "
-                      f"{statistics.median(batched) / statistics.median(unbatched):.2f}x, best "
-                      f"{max(batched) / max(unbatched):.2f}x (target >= 3x; requests/s batched "
-                      f"{', '.join(f'{r:.1f}' for r in batched)}, unbatched {', '.join(f'{r:.1f}' for r in unbatched)})")
-        profile(args.index, probes, args.single)
+            for code_name, (code, extra) in codes.items():  # codes and modes in turn: all see the machine alike
+                for mode in args.modes.split(","):
+                    name = f"{code_name}, {mode}" + ("" if args.repeats == 1 else f" (round {round_number})")
+                    single, measured = measure_mode(name, modes[mode] + threads + extra, args, probes, work,
+                                                    add_file, code)
+                    singles[code_name, mode].append(single)
+                    for phase, rate in measured.items():
+                        rates[code_name, mode, phase].append(rate)
+        for code_name in codes:
+            for phase in ("steady", "add"):
+                batched, unbatched = (rates.get((code_name, mode, phase)) for mode in ("batched", "unbatched"))
+                if batched and unbatched:
+                    print(f"{code_name}: batched / unbatched throughput, {PHASES[phase]}: median "
+                          f"{statistics.median(batched) / statistics.median(unbatched):.2f}x, best "
+                          f"{max(batched) / max(unbatched):.2f}x (target >= 3x; requests/s batched "
+                          f"{', '.join(f'{r:.1f}' for r in batched)}, unbatched "
+                          f"{', '.join(f'{r:.1f}' for r in unbatched)})")
+        if args.baseline:
+            for (code_name, mode, phase), measured in rates.items():
+                today = rates.get(("today's code", mode, phase))
+                if code_name != "today's code" and today:
+                    print(f"{code_name} / today's code, {mode}, {PHASES[phase]}: median "
+                          f"{statistics.median(measured) / statistics.median(today):.2f}x requests/s")
+        for runtime in args.runtimes.split(","):
+            profile(args.index, probes, args.single, runtime)
         once = query_once(args.index, probes, args.query_runs)
         print(f"`hicl-retrieval query` once a post: median {statistics.median(once):.2f} s, "
               f"min {min(once):.2f} s = {1 / statistics.median(once):.2f} posts/s")
-        for (mode, phase), measured in rates.items():
-            print(f"    {mode} service, {PHASES[phase]}, / query once a post: median "
+        for (code_name, mode, phase), measured in rates.items():
+            print(f"    {code_name}, {mode} service, {PHASES[phase]}, / query once a post: median "
                   f"{statistics.median(measured) * statistics.median(once):.0f}x")
-        for mode, p50s in singles.items():
-            print(f"    {mode} service unloaded single post: p50 {', '.join(f'{p:.1f}' for p in p50s)} ms "
-                  f"(target < 15 ms)")
+        for (code_name, mode), p50s in singles.items():
+            print(f"    {code_name}, {mode} service unloaded single post: p50 {', '.join(f'{p:.1f}' for p in p50s)} "
+                  f"ms (target <= 10 ms)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

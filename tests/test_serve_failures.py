@@ -126,6 +126,30 @@ def test_a_search_whose_requester_timed_out_or_left_is_dropped(index, tiny_encod
         retriever.close()
 
 
+def test_a_search_of_many_hits_stops_soon_after_its_requester_leaves(index, tiny_encoder, monkeypatch):
+    server, retriever = serve(index, tiny_encoder, timeout_s=0.5)
+    searched, search_vectors = [], retriever.search_vectors
+
+    def slow(vectors, k, **options):  # 0.3 s a call of the search
+        searched.append(list(options["queries"]))
+        time.sleep(0.3)
+        return search_vectors(vectors, k, **options)
+
+    monkeypatch.setattr(retriever, "search_vectors", slow)
+    try:
+        queries = [f"river flooding {i}" for i in range(10)]
+        status, answer = server.call("POST", "/search", {"queries": queries, "k": 1000}, token=None)
+        assert status == 503 and "did not finish within 0.5 s" in answer["error"]
+        started = time.perf_counter()
+        assert search(server, "phone launch")[0] == 200
+        assert time.perf_counter() - started < 1.5  # not the 3 s the ten pieces would take
+        assert 1 <= len([piece for piece in searched if piece[0].startswith("river")]) <= 3
+        assert all(len(piece) == 1 for piece in searched)  # k=1000: one query a piece of 1,000 hits
+    finally:
+        server.stop()
+        retriever.close()
+
+
 def test_a_body_shorter_than_its_content_length_is_answered_408_in_time(index, tiny_encoder):
     server, retriever = serve(index, tiny_encoder, body_timeout_s=0.5)
     try:
