@@ -180,6 +180,30 @@ def test_every_kind_of_malformed_row_is_rejected_with_line_and_reason(tmp_path):
     assert all(r.source == str(path) and r.detail for r in rejects)
 
 
+@pytest.mark.parametrize("shape", ["generic", "v1", "v2"])
+def test_an_id_or_author_that_is_an_object_list_or_boolean_is_a_bad_field(tmp_path, shape):
+    def post(number: int, *, post_id=None, author=None) -> dict:
+        post_id = f"p{number}" if post_id is None else post_id
+        author = "someone" if author is None else author
+        if shape == "v1":
+            return {"id_str": post_id, "text": f"post {number}", "user": {"screen_name": author}}
+        if shape == "v2":
+            return {"id": post_id, "text": f"post {number}", "author_id": author, "edit_history_tweet_ids": []}
+        return {"id": post_id, "text": f"post {number}", "author": author}
+
+    strange = [{"a": 1}, ["x"], True]
+    rows = [post(0)] + [post(1 + i, author=value) for i, value in enumerate(strange)]
+    rows += [post(4 + i, post_id=value) for i, value in enumerate(strange)] + [post(7, author=12)]
+    path = tmp_path / "posts.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    posts, rejects = read_all([path])
+    assert [(p.post_id, p.author) for p in posts] == [("p0", "someone"), ("p7", "12")]
+    kinds = ["an object", "a list", "true or false"]
+    assert [(r.line, r.reason, r.detail) for r in rejects] == (
+        [(2 + i, "bad_field", f"the author is {kind}, not a string or a number") for i, kind in enumerate(kinds)]
+        + [(5 + i, "bad_field", f"the post id is {kind}, not a string or a number") for i, kind in enumerate(kinds)])
+
+
 def test_malformed_csv_rows(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_bytes(

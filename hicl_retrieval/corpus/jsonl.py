@@ -45,7 +45,7 @@ def _v1_text(obj: dict) -> Any:
 
 
 def _v1_id(obj: dict) -> str | None:
-    return optional_str(obj.get("id_str") or obj.get("id"))
+    return obj.get("id_str") or obj.get("id")  # checked and made a string by make_post, as every field
 
 
 def _from_v1(obj: dict) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def _from_v1(obj: dict) -> dict[str, Any]:
     return {
         "text": text,
         "post_id": _v1_id(obj),
-        "author": optional_str(_dig(obj, "user.screen_name")),
+        "author": _dig(obj, "user.screen_name"),
         "created_at": obj.get("created_at"),
         "retweet_of": retweet_of,
     }
@@ -81,11 +81,12 @@ def _from_v2(obj: dict, users: dict[str, str], tweets: dict[str, dict]) -> dict[
                 name = users.get(str(original.get("author_id")))
                 if isinstance(original_text, str) and original_text.strip():
                     text = f"RT @{name}: {original_text}" if name else original_text
-    author_id = optional_str(obj.get("author_id"))
+    author_id = obj.get("author_id")
+    known = isinstance(author_id, (str, int)) and not isinstance(author_id, bool)
     return {
         "text": text,
-        "post_id": optional_str(obj.get("id")),
-        "author": users.get(author_id or "", author_id),
+        "post_id": obj.get("id"),
+        "author": users.get(str(author_id), author_id) if known else author_id,
         "created_at": obj.get("created_at"),
         "retweet_of": retweet_of,
     }
@@ -129,7 +130,7 @@ def _json_records(obj: dict, config: ReaderConfig) -> list[dict[str, Any]]:
     return [{
         "text": _dig(obj, text_key),
         "post_id": field_of(config.id_col, ID_NAMES),
-        "author": optional_str(field_of(config.author_col, AUTHOR_NAMES)),
+        "author": field_of(config.author_col, AUTHOR_NAMES),
         "created_at": field_of(config.time_col, TIME_NAMES),
         "retweet_of": field_of(None, RETWEET_NAMES),
     }]
