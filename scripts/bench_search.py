@@ -165,9 +165,12 @@ def bench_flat(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, args
     return result
 
 
-def bench_ours(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, args, work: Path) -> dict:
+def bench_ours(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, args, work: Path,
+               candidate: str = "auto") -> dict:
+    """`candidate` (``auto``, another `--index` name or a factory string) built, tuned and searched as a build
+    and a `Retriever` do."""
     size, dim = vectors.shape
-    factory = effective_factory(factory_for("auto", size, dim, args.max_memory))
+    factory = effective_factory(factory_for(candidate, size, dim, args.max_memory))
     k_factor = default_k_factor(factory)
     ids = np.arange(size, dtype=np.int64)
     tick = time.perf_counter()
@@ -176,7 +179,7 @@ def bench_ours(vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, args
     tick = time.perf_counter()
     tuning = tune(index, vectors, ids, k_factor=k_factor, target=args.target_recall)
     tune_s = time.perf_counter() - tick
-    path = work / f"ours-{size}.index"
+    path = work / f"ours-{size}-{factory.replace(',', '_')}.index"
     index.save(path)
     del index
     gc.collect()
@@ -229,6 +232,9 @@ def main() -> None:
     parser.add_argument("--flat-max-memory", type=parse_size, default=parse_size("17GB"),
                         help="skip the flat baseline when its float32 vectors would exceed this")
     parser.add_argument("--target-recall", type=float, default=0.95)
+    parser.add_argument("--candidates", nargs="+", default=["auto"],
+                        help="index types to measure besides flat: auto, hnsw, ivf, ivfpq or factory strings "
+                             "(e.g. HNSW32 IVF1024,PQ48x4fs); default auto")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--work", type=Path, default=Path("/tmp/hicl-bench-search"))
     args = parser.parse_args()
@@ -250,18 +256,20 @@ def main() -> None:
         else:
             flat = None
             print(f"  flat  skipped: {format_size(size * args.dim * 4)} of float32 exceeds --flat-max-memory")
-        ours = bench_ours(vectors, queries, truth, args, args.work)
-        print(describe("ours", ours))
-        print(f"        {ours['factory']}, k_factor {ours['k_factor']}, tuned {ours['params']} "
-              f"(recall@10 {ours['tuned_recall']:.3f} on corpus posts, {ours['tune_s']:.1f} s); "
-              f"memory-mapped: {ours['mmap_anon_bytes_per_vector']:.1f} B/vector anonymous, "
-              f"file {ours['file_bytes_per_vector']:.1f} B/vector")
-        print(f"        filtered (30% of posts, IDSelector): recall@10 {ours['filtered_recall']:.4f}, "
-              f"{ours['filtered_qps']:,.0f} q/s batched")
-        if flat:
-            print(f"  ratio ours/flat: batched q/s {statistics.median(ours['qps']) / statistics.median(flat['qps']):.0f}x, "
-                  f"single p50 {np.percentile(flat['single_ms'], 50) / np.percentile(ours['single_ms'], 50):.0f}x "
-                  f"faster, RAM 1/{flat['bytes_per_vector'] / ours['bytes_per_vector']:.0f}")
+        for candidate in args.candidates:
+            ours = bench_ours(vectors, queries, truth, args, args.work, candidate)
+            print(describe(candidate, ours))
+            print(f"        {ours['factory']}, k_factor {ours['k_factor']}, tuned {ours['params']} "
+                  f"(recall@10 {ours['tuned_recall']:.3f} on corpus posts, {ours['tune_s']:.1f} s); "
+                  f"memory-mapped: {ours['mmap_anon_bytes_per_vector']:.1f} B/vector anonymous, "
+                  f"file {ours['file_bytes_per_vector']:.1f} B/vector")
+            print(f"        filtered (30% of posts, IDSelector): recall@10 {ours['filtered_recall']:.4f}, "
+                  f"{ours['filtered_qps']:,.0f} q/s batched")
+            if flat:
+                print(f"  ratio {candidate}/flat: batched q/s "
+                      f"{statistics.median(ours['qps']) / statistics.median(flat['qps']):.1f}x, single p50 "
+                      f"{np.percentile(flat['single_ms'], 50) / np.percentile(ours['single_ms'], 50):.1f}x faster, "
+                      f"RAM 1/{flat['bytes_per_vector'] / ours['bytes_per_vector']:.1f}")
         posts = 45_000_000
         factory = effective_factory(factory_for("auto", posts, args.dim, parse_size("8GB")))
         ram = ours["bytes_per_vector"] * posts  # includes the centroids: an overestimate at 45M

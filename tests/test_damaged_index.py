@@ -131,6 +131,9 @@ def test_11_a_damaged_post_store_rows_or_faiss_header_is_one_line(index, capsys)
     err = _query_error(index, capsys)
     assert "the post rows of" in err and "cannot be read" in err and "verify" in err
     assert "seg-0.rows" in damaged_names(index)
+    garble(store, 0, b"not a database" * 100)  # its header: DuckDB cannot open it at all
+    err = _query_error(index, capsys)
+    assert "cannot open the post store" in err and f"run `hicl-retrieval verify {index}`" in err
     garble(index / "seg-0.faiss", 0, b"XXXX")
     err = _query_error(index, capsys)
     assert "the FAISS index" in err and "is damaged and cannot be read" in err

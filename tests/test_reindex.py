@@ -215,3 +215,20 @@ def test_recall_short_of_the_target_prints_the_digits_that_differ(sources, tmp_p
     name, value = next(iter(manifest.search_params.items()))
     assert (f"search      {name}={value}: recall@10 {shown} against exact search (target 1, 500 corpus posts"
             in capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("spec", ["IVF16,PQ16x4fs", "PQ16x4fs"])
+def test_fast_scan_codes_are_refused_in_one_line_by_reindex_and_build(sources, tmp_path, capsys, spec):
+    path = copy_of(sources, "flat", tmp_path)
+    files, before = sorted(path.iterdir()), IndexDir(path).read_manifest()
+    message = (f"hicl-retrieval: error: the index '{spec}' keeps fast-scan codes (x4fs), which this version cannot "
+               "search across an index's segments; use 4-bit codes without fs (PQ<m>x4) or 8-bit ones (PQ<m>x8)\n")
+    assert main(["reindex", str(path), "--index", spec]) == 1
+    assert capsys.readouterr().err == message
+    assert IndexDir(path).read_manifest() == before
+    assert sorted(f for f in path.iterdir() if f.name != "write.lock") == files
+    out = tmp_path / "built"
+    assert main(["build", str(sources / "small.jsonl"), "--out", str(out), "--encoder", before.encoder.model,
+                 "--pooling", before.encoder.pooling, "--index", spec, "--quiet"]) == 1
+    err = capsys.readouterr().err  # after the model's loading bar
+    assert err.endswith(message) and err.count("error") == 1 and "Traceback" not in err and not out.exists()

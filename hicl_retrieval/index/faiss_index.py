@@ -48,6 +48,13 @@ class VectorIndex:
             index = faiss.index_factory(dim, effective_factory(factory), faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as exc:
             raise HiclError(f"FAISS cannot build the index {factory!r}: {str(exc).strip().splitlines()[-1]}") from None
+        inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+        if isinstance(inner, (faiss.IndexIVFFastScan, faiss.IndexFastScan)):
+            # Their codes are packed in blocks of 32 vectors, which the segments' stacked inverted lists
+            # (segments.py) cannot join: FAISS aborts the process searching them.
+            shown = factory.removeprefix("IDMap2,").removeprefix("IDMap,")
+            raise HiclError(f"the index {shown!r} keeps fast-scan codes (x4fs), which this version cannot search "
+                            "across an index's segments; use 4-bit codes without fs (PQ<m>x4) or 8-bit ones (PQ<m>x8)")
         return cls(index)
 
     @classmethod

@@ -117,6 +117,11 @@ def _arrow_schema():
     return _ARROW_SCHEMA
 
 
+def _unopenable(path: Path, exc: Exception) -> IndexDamaged:
+    return IndexDamaged(f"cannot open the post store {path}: {str(exc).splitlines()[0]}; "
+                        f"run `hicl-retrieval verify {Path(path).parent}`")
+
+
 class PostStore:
     """Posts in DuckDB, as one ``posts`` relation: one segment's file, or a view over an index's segments.
 
@@ -133,7 +138,7 @@ class PostStore:
         try:
             self.con = duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as exc:
-            raise IndexDamaged(f"cannot open the post store {path}: {str(exc).splitlines()[0]}") from None
+            raise _unopenable(path, exc) from None
         if not read_only:
             self.con.execute(SCHEMA)
             self.con.execute(LEDGER_SCHEMA)
@@ -157,7 +162,7 @@ class PostStore:
                 store.con.execute(f"ATTACH ? AS s{number} (READ_ONLY)", [str(path)])
             except duckdb.Error as exc:
                 store.con.close()
-                raise IndexDamaged(f"cannot open the post store {path}: {str(exc).splitlines()[0]}") from None
+                raise _unopenable(path, exc) from None
             parts.append(f"SELECT {', '.join(COLUMNS)} FROM s{number}.posts")
         union = " UNION ALL ".join(parts)
         if len(deleted):
