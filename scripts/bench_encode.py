@@ -366,7 +366,7 @@ def runtime_section(config: EncoderConfig, shape: Shape, posts: list[str], queri
             for name, encoder in (("torch", eager), ("onnx", onnx)):
                 start = time.perf_counter()
                 encoder.encode([query])
-                single[name].append(time.perf_counter() - start)
+                single[name].append(1000 * (time.perf_counter() - start))
     query_lengths = [len(row) for row in eager.tokenize(queries)]
     floor_ms = np.median([shape.flops([(1, n)]) for n in query_lengths]) / top / 1e9 * 1e3
     print(f"one query at a time ({len(queries)} queries x {args.repeats}, in turn), ms: "
