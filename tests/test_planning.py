@@ -39,16 +39,19 @@ def test_parse_size_rejects_nonsense():
         parse_size("lots")
 
 
-def test_auto_is_exact_when_small_and_compressed_when_large():
-    assert factory_for("auto", 50_000, 768) == "Flat"
-    assert factory_for("auto", 1_000_000, 768, parse_size("8GB")) == "IVF1024,PQ96x8"
-    assert factory_for("auto", 45_000_000, 768, parse_size("8GB")) == "IVF8192,PQ96x8"
-    # a tight budget gets shorter, OPQ-rotated codes
+def test_auto_is_exact_when_a_scan_is_short_and_fast_scan_codes_beyond():
+    # exact while the float32 vectors are at most 16 MiB (a scan of about 2 ms)
+    assert factory_for("auto", 10_922, 384) == "Flat" and factory_for("auto", 5_461, 768) == "Flat"
+    assert factory_for("auto", 10_923, 384) == "IVF128,PQ192x4fs"
+    assert factory_for("auto", 154_095, 384) == "IVF512,PQ192x4fs"  # 96 bytes a post: 2 dims a 4-bit code
+    assert factory_for("auto", 1_000_000, 768, parse_size("8GB")) == "IVF1024,PQ384x4fs"
+    # a tighter budget gets shorter codes: 4 dims a code, then 8
+    assert factory_for("auto", 45_000_000, 768, parse_size("8GB")) == "IVF8192,PQ192x4fs"
     tight = factory_for("auto", 45_000_000, 768, parse_size("5GB"))
-    assert tight == "OPQ48,IVF8192,PQ48x8"
-    assert index_ram(tight, 45_000_000, 768) < index_ram("IVF8192,PQ96x8", 45_000_000, 768)
+    assert tight == "IVF8192,PQ96x4fs"
+    assert index_ram(tight, 45_000_000, 768) < index_ram("IVF8192,PQ192x4fs", 45_000_000, 768)
     # a small corpus whose flat index would not fit the budget is compressed too
-    assert factory_for("auto", 90_000, 768, parse_size("1.5GB")).startswith("IVF")
+    assert factory_for("auto", 5_000, 768, parse_size("1GB")).startswith("IVF")
     assert factory_for("ivf", 1_000_000, 384) == "IVF1024,Flat"
     assert factory_for("ivfpq", 1_000_000, 384) == "IVF1024,PQ48x8"
     assert factory_for("hnsw", 10, 384) == "HNSW32"

@@ -49,12 +49,12 @@ class VectorIndex:
         except RuntimeError as exc:
             raise HiclError(f"FAISS cannot build the index {factory!r}: {str(exc).strip().splitlines()[-1]}") from None
         inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
-        if isinstance(inner, (faiss.IndexIVFFastScan, faiss.IndexFastScan)):
-            # Their codes are packed in blocks of 32 vectors, which the segments' stacked inverted lists
-            # (segments.py) cannot join: FAISS aborts the process searching them.
+        if isinstance(inner, faiss.IndexFastScan):
+            # The ids of a PQ without inverted lists are an IDMap's, whose searches with a selector (deleted posts)
+            # FAISS's fast-scan kernels do not support; with inverted lists (IVF) they do.
             shown = factory.removeprefix("IDMap2,").removeprefix("IDMap,")
-            raise HiclError(f"the index {shown!r} keeps fast-scan codes (x4fs), which this version cannot search "
-                            "across an index's segments; use 4-bit codes without fs (PQ<m>x4) or 8-bit ones (PQ<m>x8)")
+            raise HiclError(f"the index {shown!r} keeps fast-scan codes (x4fs) without inverted lists, which this "
+                            "version does not search; give them inverted lists (IVF<n>,PQ<m>x4fs) or drop fs")
         return cls(index)
 
     @classmethod
@@ -137,11 +137,19 @@ class VectorIndex:
         index = faiss.downcast_index(self.index.at(0)) if isinstance(self.index, faiss.IndexShards) else self.index
         return faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
 
+    @property
+    def is_fast_scan(self) -> bool:
+        """Whether its codes are fast-scan ones (``x4fs``), packed in blocks of 32 that no stack of inverted lists
+        can join: each segment's part keeps its own coarse quantizer and is searched as a shard (segments.py)."""
+        return isinstance(self._ivf(), native.faiss().IndexIVFFastScan)
+
     def _ivf(self):
-        """The inverted-file index inside this one (under an OPQ rotation, say), or None."""
+        """The inverted-file index inside this one (under an OPQ rotation, say; a shard's, for segments searched as
+        shards), or None."""
         faiss = native.faiss()
+        index = self.index.at(0) if isinstance(self.index, faiss.IndexShards) else self.index
         try:
-            return faiss.downcast_index(faiss.extract_index_ivf(self.index))
+            return faiss.downcast_index(faiss.extract_index_ivf(index))
         except RuntimeError:
             return None
 

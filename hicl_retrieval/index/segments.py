@@ -3,8 +3,9 @@
 Segments hold disjoint, ascending id ranges (a build's, then each add's), so an id's segment is
 found by bisection and its row by a search of the segment's ids. IVF parts share the index's
 one trained coarse quantizer, so their inverted lists are stacked under it
-(`HStackInvertedLists`) and a query visits the same lists as in one index; other types are
-searched shard by shard (`IndexShards`) and their hits merged by score.
+(`HStackInvertedLists`) and a query visits the same lists as in one index. Fast-scan lists, packed
+in blocks of 32 codes that no stack can join, keep a copy of that quantizer in each part and, like
+other types, are searched shard by shard (`IndexShards`), their hits merged by score.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def combined(parts: Sequence[VectorIndex], trained: VectorIndex) -> VectorIndex:
     """
     faiss = native.faiss()
     ivf = trained._ivf()
-    if ivf is not None:
+    if ivf is not None and not isinstance(ivf, faiss.IndexIVFFastScan):
         lists = faiss.InvertedListsPtrVector()
         for part in parts:
             lists.push_back(part._ivf().invlists)
@@ -65,5 +66,5 @@ def combined(parts: Sequence[VectorIndex], trained: VectorIndex) -> VectorIndex:
     for part in parts:
         shards.add_shard(part.index)
     index = VectorIndex(shards)
-    index.keep = parts
+    index.keep = (parts, trained)  # the trained index owns the quantizer fast-scan parts share
     return index

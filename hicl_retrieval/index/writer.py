@@ -217,10 +217,11 @@ def write_part(path: Path, trained: VectorIndex, vectors: SegmentVectors, ids: n
 
     An IVF part keeps only its inverted lists: the coarse quantizer is the trained index's, under
     which opening stacks every part's lists, so a change never writes a copy of it (at 45M posts,
-    65,536 centroids of 768 floats are 200 MB).
+    65,536 centroids of 768 floats are 200 MB). A fast-scan part, searched as a shard, keeps its copy.
     """
     part = filled(trained, vectors, ids)
-    part.drop_quantizer()
+    if not part.is_fast_scan:
+        part.drop_quantizer()
     part.save(path)
 
 
