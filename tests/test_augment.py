@@ -46,6 +46,18 @@ def test_output_format_and_exclusions(database, capsys):
         assert len(found["ids"]) == len(found["scores"]) == 3 and found["scores"] == sorted(found["scores"], reverse=True)
 
 
+def test_every_augmented_example_keeps_its_input_record_id_whatever_lines_are_blank(database, tmp_path):
+    root, test_split = database
+    examples = tmp_path / "with_ids.jsonl"
+    rows = [{"id": f"ex-{i}", "labels": i % 3, "text": text} for i, text in enumerate(test_split[:4])]
+    examples.write_text("\n".join(["", json.dumps(rows[0]), "", "  ", *map(json.dumps, rows[1:]), ""]) + "\n")
+    out = tmp_path / "with_ids_out.jsonl"
+    assert main(["augment", str(root / "db"), "--input", str(examples), "--out", str(out), "--top", "2"]) == 0
+    kept = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(row["id"], row["text"]) for row in kept] == [(row["id"], row["text"]) for row in rows]
+    assert len((tmp_path / "with_ids_out.hits.jsonl").read_text().splitlines()) == len(rows)  # the same order
+
+
 def test_the_query_itself_is_never_a_demonstration(database, tmp_path):
     root, test_split = database
     out = tmp_path / "all.jsonl"

@@ -1,3 +1,4 @@
+import io
 import json
 
 import pytest
@@ -41,9 +42,29 @@ def test_query_text_json_and_file(cli_index, capsys, tmp_path):
     out = tmp_path / "hits.jsonl"
     assert main(["query", str(index), "--file", str(queries), "-k", "4", "--out", str(out), "--strip-hashtags"]) == 0
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert [r["query"] for r in lines] == ["football final", "phone launch #topic3"]
+    assert [(r["line"], r["query"]) for r in lines] == [(1, "football final"), (4, "phone launch #topic3")]
     assert all(len(r["hits"]) == 4 for r in lines)
-    assert capsys.readouterr().out == f"2 queries, results in {out}\n"
+    assert capsys.readouterr().out == (f"2 queries, results in {out}; 2 lines skipped (blank, or only invisible "
+                                       "characters)\n")
+
+
+def test_every_answer_of_a_query_file_names_its_line(cli_index, capsys, tmp_path, monkeypatch):
+    _, index = cli_index
+    queries = tmp_path / "queries.txt"
+    queries.write_text("\n  \n#topic2 #topic4\n\nriver flooding downtown\n\u200b\nvote counting\n", encoding="utf-8")
+    assert main(["query", str(index), "--file", str(queries), "-k", "2", "--json", "--strip-hashtags"]) == 0
+    captured = capsys.readouterr()
+    answers = [json.loads(line) for line in captured.out.splitlines()]
+    assert [(a["line"], a["query"]) for a in answers] == [(3, "#topic2 #topic4"), (5, "river flooding downtown"),
+                                                          (7, "vote counting")]
+    assert captured.err.splitlines()[-1] == "3 queries; 4 lines skipped (blank, or only invisible characters)"
+    with open(queries, "rb") as stdin_file:  # the same from standard input, as text
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(stdin_file))
+        assert main(["query", str(index), "--file", "-", "-k", "1"]) == 0
+    heads = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert heads == ["[line 3] #topic2 #topic4", "[line 5] river flooding downtown", "[line 7] vote counting"]
+    assert main(["query", str(index), "vote counting", "--json", "-k", "1"]) == 0
+    assert "line" not in json.loads(capsys.readouterr().out)  # a query given as text has no line
 
     assert main(["query", str(index), "football final", "-k", "2"]) == 0
     text = capsys.readouterr().out

@@ -61,7 +61,9 @@ def register(commands) -> None:
     evaluate.set_defaults(run=_eval_retrieval)
 
 
-def _queries(args: argparse.Namespace) -> list[str]:
+def _queries(args: argparse.Namespace) -> tuple[list[str], list[int] | None, int]:
+    """The queries, the 1-based line of each in `--file` (None for a TEXT query), and the lines skipped as showing
+    nothing (blank, or only invisible characters), so that every answer can say which line it answers."""
     if (args.text is None) == (args.file is None):
         raise HiclError("give the query either as TEXT or with --file, not both or neither")
     from ..core.text import check_unicode, is_blank
@@ -69,22 +71,22 @@ def _queries(args: argparse.Namespace) -> list[str]:
     if args.text is not None:
         if not args.text.strip():
             raise HiclError("the query is empty; give the text of a post")
-        return [check_unicode(args.text, "the query")]  # before the model loads (the search checks it too)
+        return [check_unicode(args.text, "the query")], None, 0  # before the model loads (the search checks it too)
     from ..core.files import text_lines
 
     stdin = args.file == "-"
     lines = text_lines(sys.stdin.buffer, "standard input") if stdin else text_lines(args.file, "query file")
-    queries = [line.strip() for _, line in lines if not is_blank(line)]  # blank, or only invisible characters
-    if not queries:
+    kept = [(number, line.strip()) for number, line in lines if not is_blank(line)]
+    if not kept:
         raise HiclError(f"{'standard input' if stdin else 'query file ' + args.file} holds no queries")
-    return queries
+    return [query for _, query in kept], [number for number, _ in kept], len(lines) - len(kept)
 
 
 def _query(args: argparse.Namespace) -> None:
     from ..core.files import check_output
     from ..workflows.search import Retriever
 
-    queries = _queries(args)
+    queries, numbers, skipped = _queries(args)
     if args.out:
         check_output(args.out, inputs=[args.file] if args.file and args.file != "-" else [])
     where = options.filter_of(args)
@@ -93,21 +95,26 @@ def _query(args: argparse.Namespace) -> None:
         results = retriever.search(
             queries, k=args.k, dedupe=not args.no_dedupe, strip_query_hashtags=args.strip_hashtags, filter=where
         )
+    answers = [({"line": number} if numbers else {}) | result.to_dict()
+               for number, result in zip(numbers or [None] * len(results), results)]
+    skipped_note = f"; {skipped} lines skipped (blank, or only invisible characters)" if skipped else ""
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:
-            for result in results:
-                handle.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
-        print(f"{len(results)} queries, results in {args.out}")
+            for answer in answers:
+                handle.write(json.dumps(answer, ensure_ascii=False) + "\n")
+        print(f"{len(results)} queries, results in {args.out}{skipped_note}")
     elif args.json:
-        for result in results:
-            print(json.dumps(result.to_dict(), ensure_ascii=False))
+        for answer in answers:
+            print(json.dumps(answer, ensure_ascii=False))
     else:
-        for number, result in enumerate(results, 1):
-            print(f"[{number}] {' '.join(result.query.split())}")
+        for number, result in zip(numbers or range(1, len(results) + 1), results):
+            print(f"[{'line ' if numbers else ''}{number}] {' '.join(result.query.split())}")
             for rank, hit in enumerate(result.hits, 1):
                 who = f"@{hit.author} " if hit.author else ""
                 print(f"  {rank:>2}. {hit.score:.3f}  {who}{' '.join(hit.text.split())}")
             print()
+    if skipped and not args.out:
+        print(f"{len(results)} queries{skipped_note}", file=sys.stderr)
 
 
 def _augment(args: argparse.Namespace) -> None:
