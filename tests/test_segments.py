@@ -317,10 +317,14 @@ def test_kill_9_during_a_change_leaves_the_old_index_or_the_new_and_the_next_run
         return [sys.executable, "-m", "hicl_retrieval.cli", arguments[0], str(index), *arguments[1:]]
 
     reference = tmp_path / "reference"
-    shutil.copytree(base, reference)
-    started = time.perf_counter()
-    subprocess.run(command(reference), check=True, capture_output=True)
-    seconds = time.perf_counter() - started  # the whole command, starting Python and loading the model
+    timings = []
+    for run in range(2):  # the first run of a command may read its modules from a cold disk cache: the faster counts
+        shutil.rmtree(reference, ignore_errors=True)
+        shutil.copytree(base, reference)
+        started = time.perf_counter()
+        subprocess.run(command(reference), check=True, capture_output=True)
+        timings.append(time.perf_counter() - started)  # the whole command, starting Python and loading the model
+    seconds = min(timings)
     old, new = _state(base, tmp_path), _state(reference, tmp_path)
     assert old != new
     names = {p.name for p in base.iterdir()}
