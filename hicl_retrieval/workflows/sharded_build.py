@@ -158,6 +158,9 @@ def _start_worker(encoder: Encoder | None, config: BuildConfig, threads: int, pr
     """A local worker process's start: it dies with the driver, and reports records read to `progress`."""
     _die_with_parent()
     setup_worker(encoder, config, threads, config.encoding.device)
+    # A worker killed while writing to the queue leaves its lock held for good: the others' last progress counts
+    # then never leave, and a worker waiting for them at exit would hold the pool's shutdown forever.
+    progress.cancel_join_thread()
     _worker["progress"] = progress
 
 
@@ -301,6 +304,8 @@ class Workers:
                 self.pool.shutdown(wait=True)
                 self.pool = None
                 self.breaks += 1
+                self.progress = self.context.Queue()  # the dead worker may have held the old one's lock
+
                 if self.breaks >= WORKER_TRIES:
                     raise HiclError(
                         f"build worker processes died {self.breaks} times (out of memory? a script that calls "
