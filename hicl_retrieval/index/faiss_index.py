@@ -10,7 +10,7 @@ import numpy as np
 from ..core import native
 from ..core.atomic import replacing
 from ..core.errors import HiclError, IndexDamaged
-from .planning import TRAINING_ADVICE, check_trainable, train_rows
+from .planning import TRAINING_ADVICE, as_given, check_trainable, train_rows
 
 LOG = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ class VectorIndex:
         if isinstance(inner, faiss.IndexFastScan):
             # The ids of a PQ without inverted lists are an IDMap's, whose searches with a selector (deleted posts)
             # FAISS's fast-scan kernels do not support; with inverted lists (IVF) they do.
-            shown = factory.removeprefix("IDMap2,").removeprefix("IDMap,")
-            raise HiclError(f"the index {shown!r} keeps fast-scan codes (x4fs) without inverted lists, which this "
+            raise HiclError(f"the index {as_given(factory)!r} keeps fast-scan codes (x4fs) without inverted lists, which this "
                             "version does not search; give them inverted lists (IVF<n>,PQ<m>x4fs) or drop fs")
         return cls(index)
 

@@ -218,7 +218,12 @@ def training_shortfall(factory: str, posts: int, *, about: bool = False) -> tupl
     fitting = factory
     for match, replacement in sorted(changes, key=lambda change: -change[0].start()):
         fitting = fitting[: match.start()] + replacement + fitting[match.end():]
-    return "; ".join(problems), fitting.removeprefix("IDMap2,").removeprefix("IDMap,")
+    return "; ".join(problems), as_given(fitting)
+
+
+def as_given(factory: str) -> str:
+    """A factory string as a user writes it: without the ``IDMap`` that the index built from it wraps it in."""
+    return factory.removeprefix("IDMap2,").removeprefix("IDMap,")
 
 
 TRAINING_ADVICE = "choose --index {fitting} or --index auto"
