@@ -17,12 +17,13 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from .core.config import BuildConfig, DeviceConfig, EncoderConfig, RayConfig, ReaderConfig, resolve_encoder
+from .core.config import AdaptConfig, BuildConfig, DeviceConfig, EncoderConfig, RayConfig, ReaderConfig, resolve_encoder
 from .core.errors import HiclError, IndexDamaged
 from .index.filters import Condition, Filter
 
 if TYPE_CHECKING:
     from .encoding.encoder import Encoder
+    from .workflows.adapt import AdaptReport, adapt_index, remove_adapter
     from .workflows.build import BuildReport, build_index
     from .workflows.compact import compact, reindex
     from .workflows.export import export_index
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 
 _LAZY = {
     "Encoder": "encoding.encoder",
+    "AdaptReport": "workflows.adapt",
+    "adapt_index": "workflows.adapt",
+    "remove_adapter": "workflows.adapt",
     "BuildReport": "workflows.build",
     "build_index": "workflows.build",
     "reindex": "workflows.compact",
@@ -48,9 +52,10 @@ _LAZY = {
 }
 
 __all__ = [
-    "BuildConfig", "BuildReport", "Condition", "DeviceConfig", "Filter", "Encoder", "EncoderConfig", "HiclError", "Hit",
+    "AdaptConfig", "AdaptReport", "BuildConfig", "BuildReport", "Condition", "DeviceConfig", "Filter", "Encoder", "EncoderConfig", "HiclError", "Hit",
     "IndexDamaged", "RayConfig", "ReaderConfig", "Retriever", "SearchResult", "VerifyReport", "add_posts", "add_records",
-    "build_index", "compact", "delete_posts", "export_index", "reindex", "resolve_encoder", "verify_index",
+    "build_index", "compact", "delete_posts", "export_index", "reindex", "remove_adapter", "resolve_encoder", "verify_index",
+    "adapt_index",
 ]
 
 

@@ -60,3 +60,15 @@ def test_a_few_steps_lower_the_loss(tiny_encoder):
     after = measured()
     print("loss before", before, "after", after)
     assert after < 0.8 * before
+
+
+def test_ignored_pairs_count_as_neither_negative_nor_positive():
+    torch.manual_seed(0)
+    anchors = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    positives = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    everything_else = ~torch.eye(4, dtype=torch.bool)
+    assert info_nce(anchors, positives, ignore=everything_else).item() == 0.0  # only its own positive is left
+    one = torch.zeros(4, 4, dtype=torch.bool)
+    one[0, 1] = True
+    masked = info_nce(anchors, positives, ignore=one)
+    assert 0 < masked.item() < info_nce(anchors, positives).item()

@@ -180,6 +180,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
+    from ..index.adapter import adapter_summary
     from ..index.directory import IndexDir
     from ..index.tuning import format_against
     from ..index.usage import compaction_advice, usage
@@ -207,6 +208,7 @@ def _info(args: argparse.Namespace) -> None:
         recall, target = format_against(tuning["recall_at_10"], tuning["target"])
         print(f"search      {params}: recall@10 {recall} against exact search "
               f"(target {target}, {tuning['queries']} corpus posts as queries)")
+    print(f"adapter     {adapter_summary(manifest.adapter)}")
     print(f"created     {manifest.created_at}")
     if stats:
         print(f"build       read {stats.get('read')}, indexed {stats.get('indexed')}, "

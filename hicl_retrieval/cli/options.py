@@ -41,6 +41,15 @@ def add_workers(command) -> None:
                               "1 to 256 MiB)")
 
 
+def add_vocabulary(command) -> None:
+    """--min-count and --max-share: which hashtags count as topics (learning/pairs.py's TagVocabulary)."""
+    command.add_argument("--min-count", type=int, default=2,
+                         help="hashtags in fewer posts do not count (default: 2: a pair needs two)")
+    command.add_argument("--max-share", type=float, default=0.01,
+                         help="hashtags in more than this share of the posts do not count: dataset markers and "
+                              "fillers (default: 0.01)")
+
+
 def add_quiet(command) -> None:
     command.add_argument("--quiet", action="store_true", help="no progress bar")
 

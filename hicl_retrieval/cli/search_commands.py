@@ -50,10 +50,7 @@ def register(commands) -> None:
                          help="draw N indexed posts with an eligible hashtag as the queries")
     evaluate.add_argument("--bm25", action="store_true", help="add BM25 over the same posts as a baseline")
     evaluate.add_argument("-k", type=int, default=10, help="neighbours scored per query (default: 10)")
-    evaluate.add_argument("--min-count", type=int, default=2,
-                          help="hashtags in fewer indexed posts are not eligible (default: 2)")
-    evaluate.add_argument("--max-share", type=float, default=0.01,
-                          help="hashtags in more than this share of the posts are not eligible (default: 0.01)")
+    options.add_vocabulary(evaluate)
     evaluate.add_argument("--seed", type=int, default=0, help="random seed of --sample (default: 0)")
     options.add_threads(evaluate)
     options.add_device(evaluate)

@@ -339,3 +339,38 @@ class FinetuneConfig:
         check_fields(self)
         if not self.seeds:
             raise HiclError("give at least one seed")
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """Learning a topic adapter from an index's own hashtags (see workflows/adapt.py for the recipe)."""
+
+    rank: int = setting(64, COUNT)
+    """Rank of the residual map: 64 gained as much as 128 and more than 16 or a full-rank map on TweetEval."""
+    steps: int = setting(3000, COUNT)
+    """At most this many optimiser steps; training stops earlier when validation stops improving."""
+    batch_size: int = setting(256, Bounds(low=2, integer=True), option="anchors_per_step")
+    untagged_negatives: int = setting(0, Bounds(low=0, integer=True))
+    """Posts without an eligible hashtag added to each step as negatives of every anchor (stored vectors:
+    nothing to encode)."""
+    learning_rate: float = setting(1e-3, POSITIVE, option="lr")
+    temperature: float = setting(0.05, POSITIVE)
+    sample: int = setting(30000, COUNT)
+    """Posts with an eligible hashtag encoded without it as training anchors (the cost of `adapt`: each is
+    encoded once)."""
+    held_out: int = setting(2000, COUNT)
+    """Posts with an eligible hashtag that judge the adapter and are never trained on (at most a fifth)."""
+    validation: int = setting(2000, COUNT)
+    """Posts with an eligible hashtag that choose the step to keep (at most a fifth); never trained on."""
+    check_every: int = setting(200, COUNT)
+    """Steps between validation checks, each a search of the validation posts through the index."""
+    patience: int = setting(4, COUNT)
+    """Stop after this many checks of the validation posts without a better hit@10."""
+    min_count: int = setting(2, COUNT)
+    max_share: float = setting(0.01, SHARE)
+    seed: int = setting(0, Bounds(integer=True))
+    threads: int | None = setting(None, THREADS)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self)

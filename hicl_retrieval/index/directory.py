@@ -30,6 +30,7 @@ import numpy as np
 
 from ..core.atomic import write_json
 from ..core.errors import HiclError, IndexDamaged
+from .adapter import TopicAdapter
 from .checksums import block_digests, damaged_ranges
 from .faiss_index import VectorIndex
 from .manifest import BUILD_STATE, FORMAT_VERSION, MANIFEST, REJECTS, Manifest, Segment
@@ -41,7 +42,7 @@ from .store import PostStore
 _INDEX_FILE = re.compile(
     r"^(manifest\.json|build\.json|shards\.json|rejects\.jsonl|write\.lock"
     r"|seg-[\w-]+\.(f16|ids\.npy|duckdb|faiss|rejects\.jsonl|rows|rows\.offsets\.npy|postids\.npy)|del-\w+\.npy"
-    r"|trained-\w+\.faiss|posts(\.\d+)?\.duckdb|vectors(\.\d+)?\.f16|faiss(\.\d+)?\.index)(\.wal|\.tmp)?$"
+    r"|trained-\w+\.faiss|adapter-\w+\.npz|posts(\.\d+)?\.duckdb|vectors(\.\d+)?\.f16|faiss(\.\d+)?\.index)(\.wal|\.tmp)?$"
 )
 """The files an index (or an unfinished change of one) may hold, format 1's among them."""
 
@@ -285,6 +286,17 @@ class IndexDir:
         """Every stored vector (deleted posts' too, until `compact`), memory-mapped, indexed by id."""
         return SegmentVectors([(self.segment_ids(s), self.vectors_file(s.vectors_file, s.rows, manifest.dim))
                                for s in manifest.segments], manifest.dim)
+
+    def open_adapter(self, manifest: Manifest) -> TopicAdapter | None:
+        """The topic adapter queries go through (None: the plain encoder), refused when its file is damaged."""
+        if not manifest.adapter:
+            return None
+        name = manifest.adapter["file"]
+        self.check_intact(manifest, name)
+        try:
+            return TopicAdapter.load(self.file(name), manifest.dim)
+        except HiclError as exc:
+            raise IndexDamaged(f"{exc}; run `hicl-retrieval verify {self.path}`") from None
 
     def open_faiss(self, manifest: Manifest, *, mmap: bool | None = None,
                    deleted: np.ndarray | None = None) -> VectorIndex:

@@ -90,6 +90,9 @@ class Manifest:
     """How `search_params` were chosen: target and reached recall@10 against exact search."""
     hashtag_rule: str = "hicl"
     """How the posts' hashtags were extracted (core/text.py); indexes without the field used the HICL rule."""
+    adapter: dict[str, Any] = field(default_factory=dict)
+    """The topic adapter queries are mapped through (index/adapter.py): its ``file``, ``rank`` and the
+    held-out figures that justified it; empty when queries use the plain encoder."""
     stats: dict[str, Any] = field(default_factory=dict)
     files: dict[str, int] = field(default_factory=dict)
     """Size in bytes of each file, checked on open to catch truncated copies."""
@@ -108,7 +111,8 @@ class Manifest:
     def named_files(self) -> list[str]:
         """Every file this index consists of, besides the manifest."""
         names = [name for segment in self.segments for name in segment.files]
-        return names + [deletion.file for deletion in self.deletions] + [self.trained_file, REJECTS]
+        adapter = [self.adapter["file"]] if self.adapter else []
+        return names + [deletion.file for deletion in self.deletions] + [self.trained_file, REJECTS] + adapter
 
     def with_segment(self, segment: Segment, **changes: Any) -> Manifest:
         return replace(self, segments=(*self.segments, segment), count=self.count + segment.posts,

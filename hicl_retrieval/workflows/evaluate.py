@@ -87,7 +87,8 @@ def _open_store(path: str | Path):
 
 def _label(path: str | Path) -> str:
     manifest = IndexDir(path).read_manifest()
-    return f"{Path(path).resolve().name} ({manifest.encoder.preset or Path(manifest.encoder.model).name})"
+    adapter = f", adapter rank {manifest.adapter['rank']}" if manifest.adapter else ""
+    return f"{Path(path).resolve().name} ({manifest.encoder.preset or Path(manifest.encoder.model).name}{adapter})"
 
 
 def evaluate_retrieval(

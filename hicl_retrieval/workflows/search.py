@@ -75,6 +75,7 @@ class Retriever:
                 self.stored_vectors = self.directory.open_vectors(self.manifest)
                 self.store = self.directory.open_store(self.manifest, deleted)
                 self.rows = self.directory.open_rows(self.manifest, deleted) or self.store
+                self.adapter = self.directory.open_adapter(self.manifest)
                 return
             except (HiclError, RuntimeError, OSError):
                 if attempt == attempts - 1:
@@ -90,16 +91,19 @@ class Retriever:
     def close(self) -> None:
         self.store.close()
 
-    def _searcher(self, filter: Filter | None):
-        """(search function, number of posts it can return) for an optional filter.
+    def _searcher(self, filter: Filter | None, among: np.ndarray | None = None):
+        """(search function, number of posts it can return) for an optional filter and set of ids.
 
         Filters become a parameterised DuckDB query for the matching ids, then a FAISS
         IDSelector on an exact index, or an exact scan of those posts' stored vectors when an
         approximate index would have to find them among many others.
         """
-        if not filter:
+        if not filter and among is None:
             return self._reranked(self.vectors.search), len(self)
-        subset = self.store.matching_ids(*filter.to_sql())
+        subset = self.store.matching_ids(*filter.to_sql()) if filter else None
+        if among is not None:
+            among = np.unique(np.asarray(among, dtype=np.int64))
+            subset = among if subset is None else np.intersect1d(subset, among)
         if self.vectors.is_exact or len(subset) > EXACT_SUBSET_ROWS:
             return self._reranked(lambda queries, k: self.vectors.search(queries, k, subset=subset)), len(subset)
         return (lambda queries, k: exact_search(self.stored_vectors, subset, queries, k)), len(subset)
@@ -165,10 +169,14 @@ class Retriever:
         rule = self.manifest.hashtag_rule
         return [(strip_hashtags(q, rule) or q) if strip_query_hashtags else q for q in queries]
 
-    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        """Query vectors, encoded as the index's posts were."""
-        return self.encoder.encode(texts, batch_size=self.running.batch_size,
-                                   max_tokens=self.running.max_tokens_per_batch)
+    def encode_queries(self, texts: Sequence[str], *, adapted: bool = True, progress=None) -> np.ndarray:
+        """Query vectors, encoded as the index's posts were, then mapped through its topic adapter if it has
+        one (unless not `adapted`); `progress`: a tqdm bar advanced by the texts encoded."""
+        vectors = self.encoder.encode(texts, batch_size=self.running.batch_size,
+                                      max_tokens=self.running.max_tokens_per_batch, progress=progress)
+        if adapted and self.adapter is not None:
+            return self.adapter.apply(vectors, normalize=self.manifest.encoder.normalize_vectors)
+        return vectors
 
     def search_vectors(
         self,
@@ -178,9 +186,11 @@ class Retriever:
         queries: Sequence[str] | None = None,
         dedupe: bool = True,
         filter: Filter | None = None,
+        among: np.ndarray | None = None,
     ) -> list[list[Hit]]:
-        """Hits for query vectors; `queries`, their texts, tell which hits are copies of them."""
-        search, total = self._searcher(filter)
+        """Hits for query vectors; `queries`, their texts, tell which hits are copies of them; `among`, live
+        post ids, keeps only those (like a filter)."""
+        search, total = self._searcher(filter, among)
         texts = list(queries) if queries is not None else [None] * len(vectors)
         results: list[list[Hit]] = [[] for _ in range(len(vectors))]
         pending = list(range(len(vectors)))

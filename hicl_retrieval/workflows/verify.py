@@ -54,6 +54,9 @@ class VerifyReport:
                     f"`hicl-retrieval reindex {self.index} --index {manifest.faiss_factory}`")
         if bad <= {REJECTS}:
             return "only the list of rejected rows is damaged; searches are unaffected"
+        if manifest.adapter and bad <= {manifest.adapter["file"], REJECTS}:
+            return (f"only the topic adapter is damaged: remove it with `hicl-retrieval adapt {self.index} --remove` "
+                    f"(queries then use the plain encoder), then learn it again with `hicl-retrieval adapt {self.index}`")
         return "build the index again from its corpus (build --overwrite)"
 
 
@@ -74,6 +77,8 @@ def verify_index(path: str | Path) -> VerifyReport:
             report.checks.append(Check("deletion records", False, _reason(exc)))
             return report
         _faiss_check(directory, manifest, np.setdiff1d(np.concatenate(sound), deleted), report)
+    if manifest.adapter:
+        report.checks.append(_adapter_check(directory, manifest))
     return report
 
 
@@ -144,6 +149,16 @@ def _vectors_check(directory: IndexDir, manifest: Manifest, segment: Segment, id
     kind = "finite unit vectors" if manifest.encoder.normalize_vectors else "finite vectors"
     report.checks.append(Check(name, bool(sound.all()), f"{int(sound.sum())} of {len(ids)} posts have {kind}"))
     return ids[sound]
+
+
+def _adapter_check(directory: IndexDir, manifest: Manifest) -> Check:
+    """The topic adapter loads as two finite float32 arrays of the index's dimension (index/adapter.py)."""
+    name = f"{manifest.adapter['file']} contents"
+    try:
+        adapter = directory.open_adapter(manifest)
+    except HiclError as exc:
+        return Check(name, False, _reason(exc))
+    return Check(name, True, f"a rank {adapter.rank} map of {adapter.dim}-dimensional query vectors")
 
 
 def _faiss_check(directory: IndexDir, manifest: Manifest, sound: np.ndarray, report: VerifyReport) -> None:
