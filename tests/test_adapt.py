@@ -116,6 +116,12 @@ def test_an_adapter_is_applied_by_every_reader_kept_by_changes_and_removed(tmp_p
     assert remove_adapter(index) is False
 
 
+def _has_matplotlib() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def _app(index, retriever):
     from hicl_retrieval.service.app import create_app
 
@@ -181,9 +187,15 @@ def test_an_adapter_is_not_applied_where_hashtags_say_nothing(tmp_path, tiny_enc
     with Retriever(index, encoder=tiny_encoder) as retriever:
         assert _answers(retriever.search(QUERIES, k=5)) == answers
     assert main(["adapt", str(index), "--steps", "100", "--check-every", "50", "--held-out", "300",
-                 "--validation", "300", "--sample", "900", "--max-share", "0.05", "--quiet", "--json"]) == 0
+                 "--validation", "300", "--sample", "900", "--max-share", "0.05", "--quiet", "--json"]
+                + (["--plot", str(tmp_path / "adapt.png")] if _has_matplotlib() else [])) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["applied"] is False and printed["held_out"] == 300 and "before" in printed and "after" in printed
+    assert len(printed["curve_before"]) == 10 and printed["curve_before"][-1] == printed["before"]
+    if _has_matplotlib():
+        numbers = json.loads((tmp_path / "adapt.json").read_text())
+        assert numbers["series"] == {"plain encoder": printed["curve_before"], "adapter rank 64": printed["curve_after"]}
+        assert "300 posts never trained on" in numbers["title"] and (tmp_path / "adapt.png").stat().st_size > 1000
     assert main(["adapt", str(index), "--rank", "0"]) == 1
     assert "--rank" in capsys.readouterr().err
 

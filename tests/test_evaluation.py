@@ -94,3 +94,39 @@ def test_command_line(indexes, tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert [row["retriever"] for row in report["rows"]][0] == "bm25" and report["queries"] == 2
     assert report["rows"][1]["hit@10"] == 1.0
+
+
+def _drawn(png) -> tuple[int, int]:
+    """The PNG decoded back: its size, checked to hold more than a blank canvas."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    pixels = imread(png)
+    assert pixels.ndim == 3 and len(np.unique(pixels.reshape(-1, pixels.shape[2]), axis=0)) > 20
+    return pixels.shape[1], pixels.shape[0]
+
+
+def test_a_plot_of_hit_at_k_per_retriever_with_its_numbers_beside(indexes, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="install the plot extra: pip install 'hicl-retrieval[plot]'")
+    png = tmp_path / "curves.png"
+    assert main(["eval-retrieval", str(indexes / "a"), str(indexes / "b"), "--sample", "4", "--max-share", "0.5",
+                 "--bm25", "-k", "5", "--plot", str(png)]) == 0
+    assert f"plot in {png}" in capsys.readouterr().out
+    assert _drawn(png) == (750, 480)
+    numbers = json.loads(png.with_suffix(".json").read_text())
+    assert numbers["x"] == [1, 2, 3, 4, 5] and numbers["queries"] == 4 and "4 queries" in numbers["title"]
+    assert list(numbers["series"]) == ["bm25", "a (hashencoder)", "b (hashencoder)"]
+    report = evaluate_retrieval([indexes / "a"], sample=4, max_share=0.5, k=5)
+    curve = numbers["series"]["a (hashencoder)"]
+    assert curve == list(report.rows[0].curve) and curve[-1] == report.rows[0].scores.hit_at_k
+    assert curve[0] == report.rows[0].scores.hit_at_1 and curve == sorted(curve)
+
+
+def test_plot_needs_a_png_and_says_which_extra_to_install(indexes, tmp_path, capsys, monkeypatch):
+    arguments = ["eval-retrieval", str(indexes / "a"), "--sample", "2", "--max-share", "0.5"]
+    assert main([*arguments, "--plot", str(tmp_path / "curves.svg")]) == 1
+    assert "name a .png file" in capsys.readouterr().err
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    assert main([*arguments, "--plot", str(tmp_path / "curves.png")]) == 1
+    assert "pip install 'hicl-retrieval[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "curves.png").exists()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from hicl_retrieval.learning.metrics import score_rankings, shares_hashtag
+from hicl_retrieval.learning.metrics import hit_curve, score_rankings, shares_hashtag
 
 
 def test_shares_hashtag():
@@ -32,3 +32,11 @@ def test_hits_past_k_do_not_count():
     assert (scores.hit_at_k, scores.precision_at_k, scores.mrr) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError):
         score_rankings([])
+
+
+def test_hit_curve_counts_each_query_from_its_first_hit_on():
+    rankings = [[False, True], [True], [False, False, False, True], []]
+    assert hit_curve(rankings, k=4) == [0.25, 0.5, 0.5, 0.75]
+    assert hit_curve(rankings, k=4)[-1] == score_rankings(rankings, k=4).hit_at_k
+    with pytest.raises(ValueError):
+        hit_curve([])

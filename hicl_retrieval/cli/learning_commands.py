@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 from ..core.errors import HiclError
 from . import options
@@ -55,6 +56,7 @@ def _register_adapt(commands) -> None:
     options.add_threads(running, "torch and FAISS")
     options.add_quiet(running)
     options.add_json(running)
+    options.add_plot(running, "held-out hashtag hit@1..10 with and without the adapter")
     adapt.set_defaults(run=_adapt)
 
 
@@ -183,6 +185,7 @@ def _train_encoder(args: argparse.Namespace) -> None:
 
 def _adapt(args: argparse.Namespace) -> None:
     from ..core.config import AdaptConfig
+    from ..core.plots import check_plot_path, write_curves
     from ..workflows.adapt import adapt_index, remove_adapter
 
     if args.remove:
@@ -197,8 +200,18 @@ def _adapt(args: argparse.Namespace) -> None:
         check_every=args.check_every, patience=args.patience, min_count=args.min_count, max_share=args.max_share,
         seed=args.seed, threads=args.threads, progress=not args.quiet,
     )
+    if args.plot:
+        check_plot_path(args.plot)
     report = adapt_index(args.index, config, running=options.device_of(args))
     print(json.dumps(report.to_dict()) if args.json else report.summary())
+    if args.plot:
+        numbers = write_curves(
+            args.plot, x=range(1, len(report.curve_before) + 1), xlabel="k",
+            title=f"held-out hashtag hit@k of {report.held_out} posts never trained on (seed {args.seed}), hashtags "
+                  f"stripped; {report.posts} posts; adapter {'applied' if report.applied else 'not applied'}",
+            series={"plain encoder": report.curve_before, f"adapter rank {report.rank}": report.curve_after},
+            ylabel="hit@k (a neighbour shares a hashtag)", details={"applied": report.applied})
+        print(f"plot in {args.plot}, its numbers in {numbers}", file=sys.stderr if args.json else sys.stdout)
 
 
 def _finetune(args: argparse.Namespace) -> None:

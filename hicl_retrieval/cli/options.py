@@ -50,6 +50,11 @@ def add_vocabulary(command) -> None:
                               "fillers (default: 0.01)")
 
 
+def add_plot(command, what: str) -> None:
+    command.add_argument("--plot", metavar="FILE.png",
+                         help=f"draw {what} to FILE.png, the numbers beside in FILE.json (needs the plot extra)")
+
+
 def add_quiet(command) -> None:
     command.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -52,6 +52,7 @@ def register(commands) -> None:
     evaluate.add_argument("-k", type=int, default=10, help="neighbours scored per query (default: 10)")
     options.add_vocabulary(evaluate)
     evaluate.add_argument("--seed", type=int, default=0, help="random seed of --sample (default: 0)")
+    options.add_plot(evaluate, "hashtag hit@1..k, one line per retriever")
     options.add_threads(evaluate)
     options.add_device(evaluate)
     options.add_json(evaluate)
@@ -126,8 +127,11 @@ def _augment(args: argparse.Namespace) -> None:
 
 
 def _eval_retrieval(args: argparse.Namespace) -> None:
+    from ..core.plots import check_plot_path, write_curves
     from ..workflows.evaluate import evaluate_retrieval, read_queries
 
+    if args.plot:
+        check_plot_path(args.plot)
     report = evaluate_retrieval(
         args.index, queries=read_queries(args.queries) if args.queries else None, sample=args.sample,
         bm25=args.bm25, k=args.k, min_count=args.min_count, max_share=args.max_share, seed=args.seed,
@@ -138,5 +142,12 @@ def _eval_retrieval(args: argparse.Namespace) -> None:
                           "tags": report.tags, "rows": [row.to_dict() for row in report.rows]}))
     else:
         print(report.summary())
+    if args.plot:
+        split = f"from {args.queries}" if args.queries else f"{args.sample} indexed posts drawn with seed {args.seed}"
+        numbers = write_curves(
+            args.plot, title=f"hashtag hit@k of {report.queries} queries ({split}), hashtags stripped; {report.posts} posts",
+            x=range(1, args.k + 1), series={row.name: row.curve for row in report.rows}, xlabel="k",
+            ylabel="hit@k (a neighbour shares a hashtag)", details={"queries": report.queries, "posts": report.posts})
+        print(f"plot in {args.plot}, its numbers in {numbers}", file=sys.stderr if args.json else sys.stdout)
 
 

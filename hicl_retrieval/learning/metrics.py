@@ -45,3 +45,11 @@ def score_rankings(rankings: Sequence[Sequence[bool]], k: int = 10) -> Retrieval
     n = len(rankings)
     return RetrievalScores(queries=n, k=k, hit_at_1=hit1 / n, hit_at_k=hitk / n, precision_at_k=precision / n,
                            mrr=reciprocal / n)
+
+
+def hit_curve(rankings: Sequence[Sequence[bool]], k: int = 10) -> list[float]:
+    """hit@1, hit@2, ..., hit@k of rankings given as hit flags (missing places are misses)."""
+    if not rankings:
+        raise ValueError("no rankings to score")
+    first = [next((rank for rank, hit in enumerate(ranking[:k], 1) if hit), k + 1) for ranking in rankings]
+    return [sum(rank <= cut for rank in first) / len(rankings) for cut in range(1, k + 1)]

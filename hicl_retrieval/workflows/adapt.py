@@ -41,7 +41,7 @@ from ..core.errors import HiclError
 from ..index.adapter import TopicAdapter
 from ..index.changes import generation, switch, writing
 from ..learning.contrastive import info_nce
-from ..learning.metrics import shares_hashtag
+from ..learning.metrics import hit_curve, shares_hashtag
 from ..learning.pairs import TagVocabulary
 from ..learning.topic_adapter import AnchorBatches, low_rank_residual
 from .search import Retriever
@@ -81,6 +81,9 @@ class AdaptReport:
     among_tagged_before: float
     """Held-out hit@10 counting only neighbours with an eligible hashtag (see `_Judge.composition`), plain."""
     among_tagged_after: float
+    curve_before: list[float]
+    """Held-out hit@1 ... hit@10, plain."""
+    curve_after: list[float]
     applied: bool
     reason: str
     seconds: dict[str, float]
@@ -155,22 +158,27 @@ class _Judge:
 
     def hits(self, vectors: np.ndarray) -> np.ndarray:
         """Each query's hit (1.0) or miss (0.0)."""
-        return self._hits(self.retriever.search_vectors(vectors, EVAL_K, queries=self.queries))
+        return self._hits(self._rankings(self.retriever.search_vectors(vectors, EVAL_K, queries=self.queries)))
 
-    def _hits(self, found) -> np.ndarray:
-        return np.array([any(shares_hashtag(tags, hit.hashtags) for hit in hits)
-                         for tags, hits in zip(self.tags, found)], dtype=np.float64)
+    def _rankings(self, found) -> list[list[bool]]:
+        return [[shares_hashtag(tags, hit.hashtags) for hit in hits] for tags, hits in zip(self.tags, found)]
 
-    def judged(self, vectors: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
-        """`hits`, the share of the top 10 that carry an eligible hashtag, and hit@10 searching such posts only.
+    @staticmethod
+    def _hits(rankings: list[list[bool]]) -> np.ndarray:
+        return np.array([any(ranking) for ranking in rankings], dtype=np.float64)
+
+    def judged(self, vectors: np.ndarray) -> tuple[np.ndarray, list[float], float, np.ndarray]:
+        """`hits`, hit@1..10, the share of the top 10 that carry an eligible hashtag, and the hits searching such
+        posts only.
 
         Only a post with an eligible hashtag can be a hit, so a map that merely ranks tagged posts
         higher raises hit@10 without ranking by topic better; the last figure cannot gain that way.
         """
         found = self.retriever.search_vectors(vectors, EVAL_K, queries=self.queries)
+        rankings = self._rankings(found)
         share = np.mean([sum(not self.vocabulary.isdisjoint(hit.hashtags) for hit in hits) / EVAL_K for hits in found])
         among = self.retriever.search_vectors(vectors, EVAL_K, queries=self.queries, among=self.tagged)
-        return self._hits(found), float(share), self._hits(among)
+        return self._hits(rankings), hit_curve(rankings, EVAL_K), float(share), self._hits(self._rankings(among))
 
 
 def eligible_tags(tags: list[list[str]], config: AdaptConfig) -> list[list[str]]:
@@ -243,9 +251,10 @@ def adapt_index(path: str | Path, config: AdaptConfig | None = None, *,
         mark = time.perf_counter()
         judge = _Judge(retriever, ids, texts, tags, split.held_out)
         held_rows = plain[[row_of[p] for p in split.held_out]]
-        before_hits, tagged_before, among_before = judge.judged(held_rows)
-        after_hits, tagged_after, among_after = (judge.judged(_mapped(best, held_rows, retriever)) if best is not None
-                                                 else (before_hits, tagged_before, among_before))
+        before_hits, curve_before, tagged_before, among_before = judge.judged(held_rows)
+        after_hits, curve_after, tagged_after, among_after = (
+            judge.judged(_mapped(best, held_rows, retriever)) if best is not None
+            else (before_hits, curve_before, tagged_before, among_before))
         seconds["judge"] = time.perf_counter() - mark
     before, after, noise = float(before_hits.mean()), float(after_hits.mean()), _noise(before_hits, after_hits)
     among_noise = _noise(among_before, among_after)
@@ -269,7 +278,8 @@ def adapt_index(path: str | Path, config: AdaptConfig | None = None, *,
         anchors=len(batches), validation=len(split.validation), held_out=len(split.held_out), rank=config.rank,
         steps=step, best_step=best_step, validation_before=validation_before, validation_after=best_score,
         before=before, after=after, noise=noise, tagged_before=tagged_before, tagged_after=tagged_after,
-        among_tagged_before=among_before, among_tagged_after=among_after, applied=applied, reason=reason,
+        among_tagged_before=among_before, among_tagged_after=among_after, curve_before=curve_before,
+        curve_after=curve_after, applied=applied, reason=reason,
         seconds=seconds,
     )
     if report.applied:

@@ -24,7 +24,7 @@ from ..core.text import extract_hashtags, strip_hashtags
 from ..encoding.bm25 import Bm25
 from ..index.directory import IndexDir
 from ..index.hits import distinct_hits
-from ..learning.metrics import RetrievalScores, score_rankings, shares_hashtag
+from ..learning.metrics import RetrievalScores, hit_curve, score_rankings, shares_hashtag
 from ..learning.pairs import TagVocabulary
 from .search import Retriever
 
@@ -35,9 +35,12 @@ class EvalRow:
     scores: RetrievalScores
     seconds: float
     """Time to answer every query, set-up included: loading the encoder, or indexing the posts for BM25."""
+    curve: tuple[float, ...] = ()
+    """hit@1 ... hit@k."""
 
     def to_dict(self) -> dict:
-        return {"retriever": self.name, **self.scores.to_dict(), "seconds": round(self.seconds, 1)}
+        return {"retriever": self.name, **self.scores.to_dict(), "seconds": round(self.seconds, 1),
+                "hit_curve": list(self.curve)}
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ def evaluate_retrieval(
     def scored(name: str, hits, started: float) -> EvalRow:
         rankings = [[shares_hashtag(query_tags, hit.hashtags) for hit in query_hits]
                     for (_, query_tags), query_hits in zip(kept, hits)]
-        return EvalRow(name, score_rankings(rankings, k=k), time.perf_counter() - started)
+        return EvalRow(name, score_rankings(rankings, k=k), time.perf_counter() - started, tuple(hit_curve(rankings, k)))
 
     rows = []
     if bm25:
