@@ -298,3 +298,37 @@ def test_writable_add_and_delete_change_the_index_and_a_read_only_service_refuse
         assert status == 400 and "say which posts to delete" in answer["error"]
     finally:
         writable.stop()
+
+
+def test_stats_equal_duckdb_queries_over_the_segments_and_follow_a_change(tmp_path, tiny_encoder):
+    import duckdb
+
+    index = built_index(tmp_path, tiny_encoder)
+    retriever = Retriever(index, encoder=tiny_encoder)
+    server = Server(create_app(index, retriever=retriever, config=ServiceConfig(writable=True)))
+    try:
+        status, stats = server.call("GET", "/stats")
+        assert status == 200
+        con = duckdb.connect()
+        for number, path in enumerate(sorted(index.glob("seg-*.duckdb"))):
+            con.execute(f"ATTACH '{path}' AS s{number} (READ_ONLY)")
+        union = " UNION ALL ".join(f"SELECT * FROM s{n}.posts" for n in range(len(list(index.glob("seg-*.duckdb")))))
+        days = con.execute(f"SELECT strftime(created_at, '%Y-%m-%d') AS d, count(*) FROM ({union}) "
+                           "WHERE created_at IS NOT NULL GROUP BY d ORDER BY d").fetchall()
+        tags = con.execute(f"SELECT t, count(DISTINCT id) AS c FROM (SELECT id, unnest(hashtags) AS t FROM ({union})) "
+                           "GROUP BY t ORDER BY c DESC, t LIMIT 10").fetchall()
+        authors = con.execute(f"SELECT author, count(*) AS c FROM ({union}) WHERE author <> '' "
+                              "GROUP BY author ORDER BY c DESC, author LIMIT 10").fetchall()
+        assert stats["unit"] == "day" and stats["over_time"] == [list(row) for row in days]
+        assert stats["hashtags"] == [list(row) for row in tags] and stats["hashtags"][0][0].startswith("#topic")
+        assert stats["authors"] == [list(row) for row in authors] and len(stats["authors"]) == 7
+        assert stats["posts"] == retriever.manifest.count and stats["deleted"] == 0
+        assert [segment["posts"] for segment in stats["segments"]] == [s.posts for s in retriever.manifest.segments]
+        assert server.call("GET", "/stats")[1] == stats  # cached: the same version
+        assert server.call("POST", "/delete", {"post_ids": ["1001", "1002"]})[0] == 200
+        status, changed = server.call("GET", "/stats")
+        assert status == 200 and changed["deleted"] == 2 and changed["posts"] == stats["posts"] - 2
+        assert sum(count for _, count in changed["over_time"]) == sum(count for _, count in stats["over_time"]) - 2
+    finally:
+        server.stop()
+        retriever.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from starlette.exceptions import HTTPException
@@ -17,6 +18,8 @@ class Service:
     config: ServiceConfig
     live: LiveIndex
     batcher: MicroBatcher
+    stats: tuple[Any, dict] | None = None
+    """A weak reference to the index version (its Retriever) `/stats` last answered for, and its figures."""
 
 
 def service(request: Request) -> Service:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -9,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from ...core.text import check_unicode
+from ...index.stats import index_stats
 from ..state import Service, service
 
 router = APIRouter()
@@ -40,6 +42,18 @@ def info(served: Service = Depends(service)) -> dict:
             "limits": {"max_k": config.max_k, "max_queries": config.max_queries, "max_hits": config.max_hits,
                        "max_query_chars": config.max_query_chars, "max_body_bytes": config.max_body_bytes},
         }
+
+
+@router.get("/stats")
+def stats(served: Service = Depends(service)) -> dict:
+    """Posts over time, the most frequent hashtags and authors, segments and deleted rows: computed once per
+    index version (an add or delete makes a new one)."""
+    with served.live.current() as retriever:
+        cached = served.stats
+        if cached is None or cached[0]() is not retriever:
+            cached = (weakref.ref(retriever), index_stats(retriever.directory, retriever.manifest, retriever.store))
+            served.stats = cached
+        return cached[1]
 
 
 @router.get("/posts/{post_id}")
