@@ -53,35 +53,30 @@ def matmul_rate(size: int = 1024, repeats: int = 5) -> float:
     return 2 * size**3 / best
 
 
-def encode_floor(path: Path, config: AdaptConfig, rate: float) -> tuple[int, float]:
-    """(posts `adapt` encodes, seconds their tokens need at `rate`): 2 FLOPs a non-embedding parameter a token."""
+def held_out_and_floor(path: Path, config: AdaptConfig, rate: float) -> tuple[list[str], int, float]:
+    """The adapter's held-out query texts, the posts `adapt` encodes, and the seconds their tokens need at `rate`
+    (2 FLOPs a non-embedding parameter a token)."""
     with Retriever(path) as retriever:
         _, texts, tags = retriever.store.posts_text()
         split = split_posts(eligible_tags(tags, config), config)
         posts = split.held_out + split.validation + split.anchors
-        texts = retriever.query_texts([texts[p] for p in posts], True)
-        tokens = sum(len(row) for row in retriever.encoder.tokenize(texts))
+        tokens = sum(len(row) for row in retriever.encoder.tokenize(retriever.query_texts([texts[p] for p in posts],
+                                                                                          True)))
         model = retriever.encoder.model
         parameters = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
-    return len(posts), tokens * 2 * parameters / rate
-
-
-def held_out_queries(path: Path, config: AdaptConfig) -> list[str]:
-    with Retriever(path) as retriever:
-        _, texts, tags = retriever.store.posts_text()
-    return [texts[post] for post in split_posts(eligible_tags(tags, config), config).held_out]
+    return [texts[post] for post in split.held_out], len(posts), tokens * 2 * parameters / rate
 
 
 def run(name: str, plain: Path, work: Path, rate: float, config: AdaptConfig) -> dict:
     adapted = work / f"{name}-adapted"
     shutil.rmtree(adapted, ignore_errors=True)
     shutil.copytree(plain, adapted)
-    posts, floor = encode_floor(plain, config, rate)
+    queries, posts, floor = held_out_and_floor(plain, config, rate)
     report = adapt_index(adapted, config)
     print(report.summary(), flush=True)
     print(f"encode floor: {posts} posts' tokens at {rate / 1e9:.0f} GFLOP/s = {floor:.1f} s "
           f"(measured {report.seconds['encode']:.1f} s, {report.seconds['encode'] / floor:.1f}x the floor)")
-    evaluation = evaluate_retrieval([plain, adapted], queries=held_out_queries(plain, config), bm25=True)
+    evaluation = evaluate_retrieval([plain, adapted], queries=queries, bm25=True)
     print(evaluation.summary())
     bm25, plain_row, adapted_row = (row.scores.hit_at_k for row in evaluation.rows)
     assert abs(plain_row - report.before) < 1e-9, (plain_row, report.before)

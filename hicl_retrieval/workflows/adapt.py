@@ -26,6 +26,7 @@ so the report also gives hit@10 counting tagged neighbours only, which that cann
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 import time
 from dataclasses import dataclass
@@ -153,8 +154,16 @@ class _Judge:
         self.retriever = retriever
         self.queries = [texts[post] for post in posts]
         self.tags = [tags[post] for post in posts]
-        self.vocabulary = set().union(*tags)
-        self.tagged = ids[[bool(post_tags) for post_tags in tags]]
+        self.all_ids, self.all_tags = ids, tags
+
+    @functools.cached_property
+    def vocabulary(self) -> set[str]:
+        return set().union(*self.all_tags)
+
+    @functools.cached_property
+    def tagged(self) -> np.ndarray:
+        """The ids of the posts with an eligible hashtag (only `judged` needs them, not each validation check)."""
+        return self.all_ids[[bool(post_tags) for post_tags in self.all_tags]]
 
     def hits(self, vectors: np.ndarray) -> np.ndarray:
         """Each query's hit (1.0) or miss (0.0)."""
