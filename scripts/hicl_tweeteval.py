@@ -11,7 +11,10 @@ In one run, from `--data-dir` (the shared real tweets):
 2. `augment --top 1` of the task's train, dev and test examples with each retriever: the encoder
    trained by `scripts/compare_encoders.py` (`--encoder`), the untrained packaged MiniLM, and
    BM25 over the same posts (same exclusions, copies of the example skipped); with
-   `--strip-hashtags` they search with the example's hashtags removed. Two controls bracket them
+   `--strip-hashtags` they search with the example's hashtags removed. `--arms adapted` adds the
+   MiniLM #Database with a topic adapter learned from its own hashtags (`adapt`, default settings,
+   on a copy of the MiniLM index; the adapter sees every post's text and hashtags, never a label).
+   Two controls bracket them
    (`--arms random oracle`): a train example of the task drawn at random, and one of the example's
    own gold label (a ceiling on a demonstration's label signal: no retriever knows a test label).
 3. `finetune` of the MiniLM backbone, one run per (task, arm, seed): `base` is the plain
@@ -46,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import time
 from collections import Counter
@@ -55,19 +59,21 @@ from pathlib import Path
 from experiment_steps import HASHTAG_RULE, index, stage
 
 from hicl_retrieval.core import native
-from hicl_retrieval.core.config import FinetuneConfig
+from hicl_retrieval.core.config import AdaptConfig, FinetuneConfig
 from hicl_retrieval.core.text import CopyKey, duplicate_key, strip_hashtags
 from hicl_retrieval.encoding.bm25 import Bm25
+from hicl_retrieval.index.directory import IndexDir
 from hicl_retrieval.index.filters import Condition, Filter
+from hicl_retrieval.workflows.adapt import adapt_index
 from hicl_retrieval.workflows.augment import augment_file
 from hicl_retrieval.workflows.finetune import SeedResult, finetune, read_jsonl_split, read_tweeteval_split
 
 STANCE_TARGETS = ("abortion", "atheism", "climate", "feminist", "hillary")
 TASKS = {"stance": [f"stance/{t}" for t in STANCE_TARGETS], "emotion": ["emotion"], "irony": ["irony"]}
 SPLITS = {"train": "train", "dev": "val", "test": "test"}
-ARMS = ("base", "trained", "minilm", "bm25", "random", "oracle")
-ARM_TITLES = {"base": "MiniLM alone", "trained": "+HICL trained", "minilm": "+HICL MiniLM", "bm25": "+HICL BM25",
-              "random": "+HICL random", "oracle": "+HICL oracle"}
+ARMS = ("base", "trained", "minilm", "adapted", "bm25", "random", "oracle")
+ARM_TITLES = {"base": "MiniLM alone", "trained": "+HICL trained", "minilm": "+HICL MiniLM",
+              "adapted": "+HICL adapted", "bm25": "+HICL BM25", "random": "+HICL random", "oracle": "+HICL oracle"}
 RETRIEVERS = ("trained", "minilm", "bm25")
 DRAWN = ("random", "oracle")  # controls, not retrievers: `drawn_demonstrations`
 DEFAULT_ARMS = ("base", *RETRIEVERS)
@@ -167,12 +173,29 @@ def demonstrations(data: Path, work: Path, task: str, arm: str, plain: dict[str,
     if arm == "trained" and not Path(encoder).is_dir():
         raise SystemExit(f"no trained encoder at {encoder}: run scripts/compare_encoders.py first, "
                          "or pass --encoder DIR")
-    database = index(database_files(data), work / f"db-{arm}", encoder)
+    database = (adapted_database(data, work) if arm == "adapted"
+                else index(database_files(data), work / f"db-{arm}", encoder))
     keep_out = Filter.of(Condition("source", "not_in", tuple(str(p) for p in excluded)))
     out.mkdir(parents=True, exist_ok=True)
     for split, path in plain.items():
         augment_file(database, path, out / f"{split}.jsonl", top=1, strip_query_hashtags=strip_query_hashtags,
                      filter=keep_out, threads=threads)
+    return out
+
+
+def adapted_database(data: Path, work: Path) -> Path:
+    """A copy of the MiniLM #Database with a topic adapter learned from its posts' hashtags (kept)."""
+    out = work / "db-adapted"
+    if out.is_dir() and IndexDir(out).read_manifest().adapter:
+        return out
+    if not out.is_dir():
+        plain = index(database_files(data), work / "db-minilm", "minilm")
+        shutil.copytree(plain, out.with_suffix(".copying"), dirs_exist_ok=True)
+        out.with_suffix(".copying").rename(out)
+    report = adapt_index(out, AdaptConfig(progress=False))
+    print(report.summary(), flush=True)
+    if not report.applied:
+        raise SystemExit(f"the adapter was not applied, so the adapted arm would equal the MiniLM one: {report.reason}")
     return out
 
 
@@ -281,7 +304,7 @@ def check_work_dir(work: Path, settings: dict) -> None:
 
 def prepare(data: Path, work: Path, args: argparse.Namespace) -> dict[tuple[str, str], Path]:
     """Every (task, arm)'s folder of train/dev/test files."""
-    encoders = {"minilm": "minilm", "trained": args.encoder}
+    encoders = {"minilm": "minilm", "adapted": "minilm", "trained": args.encoder}
     folders = {}
     for task in args.tasks:
         plain = write_task(data, task, work / "tasks" / task / "plain")
@@ -300,8 +323,8 @@ def main() -> None:
                         help="the trained topic encoder (default: scripts/compare_encoders.py's)")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=list(ARMS),
-                        help="base, the retrievers' +HICL arms (default: these four), and two controls: "
-                             "random (a random train example) and oracle (a train example of the gold label)")
+                        help="base, the retrievers' +HICL arms (default: these four), adapted (the MiniLM "
+                             "index with a topic adapter), and two controls: random (a random train example) and oracle (a train example of the gold label)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=2, help="stage one epochs (default: 2)")
     parser.add_argument("--trigger-epochs", type=int, default=1, help="stage two epochs (default: 1)")

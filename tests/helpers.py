@@ -140,3 +140,12 @@ class Server:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def drawn_png(png: Path) -> tuple[int, int]:
+    """A PNG decoded back: its size, checked to hold more than a blank canvas."""
+    from matplotlib.image import imread
+
+    pixels = imread(png)
+    assert pixels.ndim == 3 and len(np.unique(pixels.reshape(-1, pixels.shape[2]), axis=0)) > 20
+    return pixels.shape[1], pixels.shape[0]

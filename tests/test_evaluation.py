@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from helpers import drawn_png
 
 from hicl_retrieval import HiclError
 from hicl_retrieval.cli import main
@@ -96,23 +97,13 @@ def test_command_line(indexes, tmp_path, capsys):
     assert report["rows"][1]["hit@10"] == 1.0
 
 
-def _drawn(png) -> tuple[int, int]:
-    """The PNG decoded back: its size, checked to hold more than a blank canvas."""
-    import numpy as np
-    from matplotlib.image import imread
-
-    pixels = imread(png)
-    assert pixels.ndim == 3 and len(np.unique(pixels.reshape(-1, pixels.shape[2]), axis=0)) > 20
-    return pixels.shape[1], pixels.shape[0]
-
-
 def test_a_plot_of_hit_at_k_per_retriever_with_its_numbers_beside(indexes, tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="install the plot extra: pip install 'hicl-retrieval[plot]'")
     png = tmp_path / "curves.png"
     assert main(["eval-retrieval", str(indexes / "a"), str(indexes / "b"), "--sample", "4", "--max-share", "0.5",
                  "--bm25", "-k", "5", "--plot", str(png)]) == 0
     assert f"plot in {png}" in capsys.readouterr().out
-    assert _drawn(png) == (750, 480)
+    assert drawn_png(png) == (750, 480)
     numbers = json.loads(png.with_suffix(".json").read_text())
     assert numbers["x"] == [1, 2, 3, 4, 5] and numbers["queries"] == 4 and "4 queries" in numbers["title"]
     assert list(numbers["series"]) == ["bm25", "a (hashencoder)", "b (hashencoder)"]

@@ -173,3 +173,108 @@ def test_a_service_without_a_token_asks_for_none(browser, site, tiny_encoder):
     finally:
         server.stop()
         retriever.close()
+
+
+READ_SHAPE = """() => {
+  const texts = (selector) => [...document.querySelectorAll(selector)].map((node) => node.textContent);
+  const rows = (id) => [...document.querySelectorAll(`#${id} g.row`)].map((g) => ({
+    label: g.querySelector("text.label title").textContent, shown: g.querySelector("text.label").textContent,
+    count: g.querySelector("text.count").textContent,
+    bar: g.querySelector("rect.bar").getBBox().width,
+    deleted: g.querySelector("rect.deleted") ? g.querySelector("rect.deleted").getBBox().width : 0}));
+  return {status: document.getElementById("shape-status").textContent,
+          periods: texts("#over-time rect.period > title"),
+          heights: [...document.querySelectorAll("#over-time rect.period")].map((r) => r.getBBox().height),
+          axis: texts("#over-time text.axis"),
+          hashtags: rows("hashtags"), authors: rows("authors"), segments: rows("segments"),
+          markup: document.querySelectorAll("#charts img, #charts script, #charts b").length};
+}"""
+
+
+def open_shape(page) -> dict:
+    """Open the index view, wait until its four figures are drawn, and read its labels and bars."""
+    page.click("#shape > summary")
+    page.wait_for_function("document.querySelectorAll('#charts figure').length === 4")
+    return page.evaluate(READ_SHAPE)
+
+
+def number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def test_the_index_view_draws_what_stats_says_and_follows_a_delete(browser, tmp_path, tiny_encoder):
+    markup = '<img src=x onerror="document.title=1">'
+    rows = [{"id": str(TWEET_ID + i), "text": f"post {i} about the river #Flood{i % 3}" + " #news" * (i % 2),
+             "author": f"reporter{i % 4}" if i % 5 else markup, "created_at": f"2024-05-{1 + i % 9:02d}T08:30:00Z"}
+            for i in range(40)]
+    rows.append({"id": "undated", "text": "a post without a time or an author #flood0"})
+    (tmp_path / "posts.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    build_index([tmp_path / "posts.jsonl"], tmp_path / "index", BuildConfig(encoder=tiny_encoder.config,
+                progress=False), encoder=tiny_encoder)
+    retriever = Retriever(tmp_path / "index", encoder=tiny_encoder)
+    server = Server(create_app(tmp_path / "index", retriever=retriever, config=ServiceConfig(writable=True)))
+    url = f"http://127.0.0.1:{server.port}/"
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(url)
+        wait_for_about(page)
+        assert page.locator("#charts figure").count() == 0  # read only when opened
+        drawn = open_shape(page)
+        stats = server.call("GET", "/stats")[1]
+        assert drawn["status"] == (f"41 posts, 40 with a time, 2024-05-01 to 2024-05-09; 0 deleted rows in "
+                                   f"{len(stats['segments'])} segment" + ("s" if len(stats["segments"]) > 1 else ""))
+        assert [title.split(": ") for title in drawn["periods"]] == [
+            [period, f"{n} posts"] for period, n in stats["over_time"]]
+        assert len(drawn["periods"]) == 9 and drawn["axis"][0] == str(max(n for _, n in stats["over_time"]))
+        tallest = max(drawn["heights"])
+        for height, (_, n) in zip(drawn["heights"], stats["over_time"]):  # heights in proportion to counts
+            assert height == pytest.approx(tallest * n / max(m for _, m in stats["over_time"]), rel=1e-3)
+        assert [(row["label"], number(row["count"])) for row in drawn["hashtags"]] == [
+            (tag, n) for tag, n in stats["hashtags"]]
+        assert [(row["label"], number(row["count"])) for row in drawn["authors"]] == [
+            ("@" + author, n) for author, n in stats["authors"]]
+        assert ("@" + markup, 8) in [(row["label"], number(row["count"])) for row in drawn["authors"]]
+        assert drawn["markup"] == 0 and page.title() == "hicl-retrieval"  # an author's markup is text, not HTML
+        widest = max(row["bar"] for row in drawn["hashtags"])
+        for row, (_, n) in zip(drawn["hashtags"], stats["hashtags"]):
+            assert row["bar"] == pytest.approx(widest * n / stats["hashtags"][0][1], rel=1e-3)
+        assert [row["count"] for row in drawn["segments"]] == [
+            f"{s['posts']} rows, 0 deleted" for s in stats["segments"]]
+
+        assert server.call("POST", "/delete", {"post_ids": [str(TWEET_ID), str(TWEET_ID + 9)]})[0] == 200
+        page.reload()
+        wait_for_about(page)
+        after = open_shape(page)
+        changed = server.call("GET", "/stats")[1]
+        assert changed["deleted"] == 2 and after["status"].startswith("39 posts, 38 with a time")
+        assert [title.split(": ") for title in after["periods"]] == [
+            [period, f"{n} posts"] for period, n in changed["over_time"]]
+        assert [row["count"] for row in after["segments"]] == [
+            f"{s['posts']} rows, {s['deleted']} deleted" for s in changed["segments"]]
+        assert sum(row["deleted"] > 0 for row in after["segments"]) >= 1
+        context.close()
+    finally:
+        server.stop()
+        retriever.close()
+
+
+def test_the_index_view_says_what_an_index_lacks(browser, tmp_path, tiny_encoder):
+    (tmp_path / "posts.txt").write_text("a post with no tag\nanother plain post\n", encoding="utf-8")
+    build_index([tmp_path / "posts.txt"], tmp_path / "index", BuildConfig(encoder=tiny_encoder.config,
+                progress=False), encoder=tiny_encoder)
+    retriever = Retriever(tmp_path / "index", encoder=tiny_encoder)
+    server = Server(create_app(tmp_path / "index", retriever=retriever))
+    try:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{server.port}/")
+        wait_for_about(page)
+        open_shape(page)
+        assert page.locator("#charts figure .empty").all_inner_texts() == [
+            "no post has a time", "no post has a hashtag", "no post has an author"]
+        assert page.locator("#segments g.row").count() == 1
+        context.close()
+    finally:
+        server.stop()
+        retriever.close()

@@ -7,7 +7,7 @@ from datetime import datetime
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from helpers import TOPICS
+from helpers import TOPICS, drawn_png
 
 from hicl_retrieval import BuildConfig, Filter, HiclError, Retriever, add_posts, build_index, compact, delete_posts
 from hicl_retrieval.cli import main
@@ -201,6 +201,37 @@ def test_info_shows_segments_deleted_rows_and_when_compacting_pays(tmp_path, tin
     out = capsys.readouterr().out
     assert f"deleted     {deleted} rows not compacted yet" in out
     assert f"compact pays: {100 * deleted / 60:.0f}% of the rows are deleted" in out
+
+
+def test_info_plot_draws_the_shape_the_stats_give(tmp_path, tiny_encoder, capsys):
+    pytest.importorskip("matplotlib", reason="install the plot extra: pip install 'hicl-retrieval[plot]'")
+    from hicl_retrieval.index.stats import index_stats
+
+    rows = [{**post(i), "created_at": f"{2023 + i // 24}-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00Z"}
+            for i in range(48)]  # two years: counted by month
+    path = tmp_path / "index"
+    build_index([write(tmp_path / "a.jsonl", rows)], path, BuildConfig(encoder=tiny_encoder.config, progress=False),
+                encoder=tiny_encoder)
+    add_posts(path, [write(tmp_path / "b.jsonl", [post(i) for i in range(50, 60)])], encoder=tiny_encoder,
+              progress=False)
+    delete_posts(path, filter=Filter.of(Condition("author", "in", ["user1"])))
+    png = tmp_path / "shape.png"
+    assert main(["info", str(path), "--plot", str(png)]) == 0
+    assert capsys.readouterr().out.endswith(f"plot in {png}, its numbers in {png.with_suffix('.json')}\n")
+    assert drawn_png(png) == (1100, 720)
+    numbers = json.loads(png.with_suffix(".json").read_text())
+    directory = IndexDir(path)
+    manifest = directory.read_manifest()
+    with directory.open_store(manifest) as store:
+        stats = index_stats(directory, manifest, store)
+    assert numbers == {"title": f"{path}: {stats['posts']} posts, {stats['posts']} with a time, 2023-01-01 to "
+                                f"2024-12-20; {stats['deleted']} deleted rows in 2 segments", **stats}
+    assert stats["unit"] == "month" and len(stats["over_time"]) == 24 and stats["deleted"] == 9
+    assert [s["deleted"] for s in stats["segments"]] == [7, 2]
+    assert main(["info", str(path), "--json", "--plot", str(png)]) == 0  # the JSON on stdout stays JSON
+    assert json.loads(capsys.readouterr().out)["count"] == stats["posts"]
+    assert main(["info", str(path), "--plot", str(tmp_path / "shape.svg")]) == 1
+    assert capsys.readouterr().err.strip().endswith("--plot writes a PNG: name a .png file, not 'shape.svg'")
 
 
 def write_format_1(path, encoder, rows):

@@ -81,6 +81,8 @@ def register(commands) -> None:
     info = commands.add_parser("info", help="describe an index")
     options.add_index(info)
     options.add_json(info, "the manifest")
+    options.add_plot(info, "posts over time, the most frequent hashtags and authors, and the segments "
+                           "(the search page's view of the index)")
     info.set_defaults(run=_info)
 
 
@@ -180,15 +182,20 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _info(args: argparse.Namespace) -> None:
+    from ..core.plots import check_plot_path
     from ..index.adapter import adapter_summary
     from ..index.directory import IndexDir
     from ..index.tuning import format_against
     from ..index.usage import compaction_advice, usage
 
+    if args.plot:
+        check_plot_path(args.plot)
     directory = IndexDir(args.index)
     manifest = directory.read_manifest()
     if args.json:
         print(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False))
+        if args.plot:
+            _plot_shape(args.plot, directory, manifest, sys.stderr)
         return
     enc = manifest.encoder
     stats = manifest.stats
@@ -221,5 +228,20 @@ def _info(args: argparse.Namespace) -> None:
     print(f"deleted     {deleted} rows not compacted yet, holding about "
           f"{sum(row.deleted_bytes for row in rows) / 1e6:.1f} MB; {compaction_advice(manifest, rows)}")
     print(f"files       {len(manifest.files)}, {sum(manifest.files.values()) / 1e6:.1f} MB in all")
+    if args.plot:
+        _plot_shape(args.plot, directory, manifest, sys.stdout)
 
 
+
+
+def _plot_shape(path: str, directory, manifest, out) -> None:
+    from ..core.plots import write_bars
+    from ..index.stats import index_stats, shape_panels
+
+    with directory.open_store(manifest) as store:
+        stats = index_stats(directory, manifest, store)
+    span = f", {stats['first'][:10]} to {stats['last'][:10]}" if stats["first"] else ""
+    numbers = write_bars(path, panels=shape_panels(stats), numbers=stats,
+                         title=f"{directory.path}: {stats['posts']} posts, {stats['dated']} with a time{span}; "
+                               f"{stats['deleted']} deleted rows in {len(stats['segments'])} segments")
+    print(f"plot in {path}, its numbers in {numbers}", file=out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.plots import Bars
 from .directory import IndexDir
 from .manifest import Manifest
 from .store import PostStore
@@ -45,3 +46,19 @@ def index_stats(directory: IndexDir, manifest: Manifest, store: PostStore, top: 
                      for row in segments],
         "deleted": sum(row.deleted for row in segments),
     }
+
+
+def shape_panels(stats: dict[str, Any]) -> list[Bars]:
+    """`index_stats`'s figures as the panels `info --plot` draws (the search page draws the same in SVG)."""
+    segments = stats["segments"]
+    return [
+        Bars(f"posts by {stats['unit']}", [period for period, _ in stats["over_time"]],
+             {"posts": [n for _, n in stats["over_time"]]}, empty="no post has a time"),
+        Bars("most frequent hashtags (posts)", [tag for tag, _ in stats["hashtags"]],
+             {"posts": [n for _, n in stats["hashtags"]]}, horizontal=True, empty="no post has a hashtag"),
+        Bars("most frequent authors (posts)", ["@" + author for author, _ in stats["authors"]],
+             {"posts": [n for _, n in stats["authors"]]}, horizontal=True, empty="no post has an author"),
+        Bars("segments (rows)", [segment["name"] for segment in segments],
+             {"live": [s["posts"] - s["deleted"] for s in segments], "deleted": [s["deleted"] for s in segments]},
+             horizontal=True, empty="no segment"),
+    ]
