@@ -224,3 +224,42 @@ def test_adapt_on_real_tweets_gains_on_held_out_posts_and_every_search_uses_it(t
                                             queries=queries)
         assert _answers(retriever.search(queries, k=10)) == [[(h.post_id, round(h.score, 5)) for h in hits]
                                                              for hits in expected]
+
+
+def test_adapt_reads_only_the_texts_it_encodes_and_draws_untagged_negatives_among_all_other_posts(
+        tmp_path, tiny_encoder, monkeypatch):
+    """An index of tens of millions of posts: adapt must not hold every text, and posts without an eligible
+    hashtag (none at all, or one too rare to count) are the untagged negatives, drawn by id."""
+    from hicl_retrieval.index.store import PostStore
+
+    rng = random.Random(1)
+    words = ["river", "flood", "fire", "rain", "game", "music", "vote", "phone", "smoke", "final", "debate", "road"]
+    rows = [{"id": f"p{i}", "text": " ".join(rng.sample(words, 4)) + f" {i}"
+             + ("" if i % 3 == 0 else f" #tag{rng.randrange(40)}") + (" #once" if i == 3 else "")} for i in range(1500)]
+    write_lines(tmp_path / "posts.jsonl", rows)
+    index = tmp_path / "index"
+    build_index([tmp_path / "posts.jsonl"], index, BuildConfig(encoder=tiny_encoder.config, progress=False),
+                encoder=tiny_encoder)
+    with Retriever(index, encoder=tiny_encoder) as retriever:
+        no_tag = set(retriever.store.ids_of_post_ids([f"p{i}" for i in range(0, 1500, 3)]).tolist())
+        tagged = set(retriever.store.ids_of_post_ids([f"p{i}" for i in range(1500) if i % 3]).tolist())
+    assert len(no_tag) == 500 and len(tagged) == 1000
+
+    monkeypatch.setattr(PostStore, "posts_text", lambda self: pytest.fail("adapt read every post's text"))
+    requested, drawn = [], []
+    texts, batch = PostStore.texts, AnchorBatches.batch
+    monkeypatch.setattr(PostStore, "texts", lambda self, ids: requested.append(list(ids)) or texts(self, ids))
+
+    def recorded(self):
+        out = batch(self)
+        drawn.extend(out[3].tolist())
+        return out
+
+    monkeypatch.setattr(AnchorBatches, "batch", recorded)
+    report = adapt_index(index, AdaptConfig(untagged_negatives=8, held_out=100, validation=100, sample=300, steps=20,
+                                            check_every=10, max_share=0.5, progress=False))
+    assert report.posts == 1500 and report.eligible == 1000 and report.held_out == 100
+    [asked] = requested
+    assert len(asked) == len(set(asked)) == 500 and set(asked) <= tagged
+    assert len(drawn) == 20 * 8 and set(drawn) <= no_tag  # p3 is among them: "#once" is too rare to count
+    assert len(set(drawn) & no_tag) > 50

@@ -240,6 +240,20 @@ class PostStore:
         return columns["id"], list(columns["text"]), [list(tags) for tags in columns["hashtags"]]
 
     @_readable
+    def tagged_posts(self) -> tuple[Any, list[list[str]]]:
+        """(ids ascending as a numpy array, hashtags) of the posts that carry a hashtag: what `adapt` learns from,
+        without reading every post's text."""
+        columns = self.con.execute("SELECT id, hashtags FROM posts WHERE len(hashtags) > 0 ORDER BY id").fetchnumpy()
+        return columns["id"], [list(tags) for tags in columns["hashtags"]]
+
+    @_readable
+    def texts(self, ids: Sequence[int]) -> list[str]:
+        """The texts of the posts `ids` (each live), in that order."""
+        found = dict(self.con.execute("SELECT id, text FROM posts WHERE id IN (SELECT unnest(?::BIGINT[]))",
+                                      [list(map(int, ids))]).fetchall())
+        return [found[int(post)] for post in ids]
+
+    @_readable
     def fingerprint(self) -> tuple[int, int]:
         """(posts, an order-free hash of their texts): equal for stores that hold the same posts."""
         count, digest = self.con.execute("SELECT count(*), coalesce(sum(hash(text)), 0) FROM posts").fetchone()

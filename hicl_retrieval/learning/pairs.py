@@ -28,12 +28,14 @@ class TagVocabulary:
     """Tags dropped for appearing in more than `max_share` of the posts (dataset markers and the like)."""
 
     @classmethod
-    def build(cls, post_tags: Sequence[Sequence[str]], *, min_count: int = 2, max_share: float = 0.01) -> TagVocabulary:
-        """Count each tag once a post; keep those in at least `min_count` posts and at most `max_share` of them."""
+    def build(cls, post_tags: Sequence[Sequence[str]], *, min_count: int = 2, max_share: float = 0.01,
+              posts: int | None = None) -> TagVocabulary:
+        """Count each tag once a post; keep those in at least `min_count` posts and at most `max_share` of them
+        (`posts`: how many there are in all, when `post_tags` leaves out those without a tag)."""
         if min_count < 2:
             raise HiclError(f"min_count must be at least 2 (a tag in one post makes no pair), not {min_count}")
         counts = Counter(tag for tags in post_tags for tag in set(tags))
-        limit = max_share * len(post_tags)
+        limit = max_share * (len(post_tags) if posts is None else posts)
         common = sorted(tag for tag, n in counts.items() if n > limit and n >= min_count)
         kept = frozenset(tag for tag, n in counts.items() if min_count <= n <= limit)
         rare = sum(1 for n in counts.values() if n < min_count)

@@ -20,13 +20,14 @@ class AnchorBatches:
 
     `tags[i]` are post i's eligible hashtags; `anchors` the posts that may be anchors; posts in
     `excluded` are never drawn as anything (held out). An anchor is drawn uniformly, then one of
-    its hashtags, then a positive among the other posts carrying it. Posts without an eligible
-    hashtag, most of a corpus, are drawn as extra negatives: a map learned on tagged posts alone
-    would let them drift towards the queries.
+    its hashtags, then a positive among the other posts carrying it. `untagged` posts a batch
+    from `untagged_pool` (the ids of posts without an eligible hashtag, most of a corpus) are
+    drawn as extra negatives: a map learned on tagged posts alone would let them drift towards
+    the queries.
     """
 
     def __init__(self, tags: Sequence[Sequence[str]], anchors: Sequence[int], excluded: set[int], *,
-                 batch_size: int, untagged: int = 0, seed: int = 0) -> None:
+                 batch_size: int, untagged: int = 0, untagged_pool: np.ndarray | None = None, seed: int = 0) -> None:
         self.tags = tags
         self.by_tag: dict[str, list[int]] = defaultdict(list)
         for post, post_tags in enumerate(tags):
@@ -37,16 +38,16 @@ class AnchorBatches:
                          for post in anchors if post not in excluded}
         self.anchors = [post for post, post_tags in self.pairable.items() if post_tags]
         self.batch_size = min(batch_size, len(self.anchors))
-        self.untagged_posts = [post for post, post_tags in enumerate(tags) if not post_tags]
-        self.untagged = min(untagged, len(self.untagged_posts))
+        self.untagged_pool = np.zeros(0, dtype=np.int64) if untagged_pool is None else untagged_pool
+        self.untagged = min(untagged, len(self.untagged_pool))
         self.rng = random.Random(seed)
 
     def __len__(self) -> int:
         return len(self.anchors)
 
     def batch(self) -> tuple[list[int], list[int], np.ndarray, list[int]]:
-        """Anchor posts, positive posts, a (batch, batch) mask of the pairs (i, j != i) sharing a hashtag, and
-        `untagged` posts without an eligible hashtag: negatives of every anchor."""
+        """Anchor posts, positive posts, a (batch, batch) mask of the pairs (i, j != i) sharing a hashtag, and the
+        ids of `untagged` posts without an eligible hashtag: negatives of every anchor."""
         anchors = self.rng.sample(self.anchors, self.batch_size)
         positives = []
         for anchor in anchors:
@@ -64,7 +65,8 @@ class AnchorBatches:
             for tag in self.tags[anchor]:
                 shared[row, columns.get(tag, [])] = True
         np.fill_diagonal(shared, False)
-        return anchors, positives, shared, self.rng.sample(self.untagged_posts, self.untagged)
+        drawn = self.rng.sample(range(len(self.untagged_pool)), self.untagged)
+        return anchors, positives, shared, self.untagged_pool[drawn]
 
 
 def low_rank_residual(dim: int, rank: int, seed: int):

@@ -149,7 +149,7 @@ def split_posts(tags: list[list[str]], config: AdaptConfig) -> Split:
 class _Judge:
     """Hashtag hit@10 of posts searched (without their tags) through the index, as eval-retrieval scores it."""
 
-    def __init__(self, retriever: Retriever, ids: np.ndarray, texts: list[str], tags: list[list[str]],
+    def __init__(self, retriever: Retriever, ids: np.ndarray, texts: dict[int, str], tags: list[list[str]],
                  posts: list[int]) -> None:
         self.retriever = retriever
         self.queries = [texts[post] for post in posts]
@@ -190,9 +190,10 @@ class _Judge:
         return self._hits(rankings), hit_curve(rankings, EVAL_K), float(share), self._hits(self._rankings(among))
 
 
-def eligible_tags(tags: list[list[str]], config: AdaptConfig) -> list[list[str]]:
-    """Each post's hashtags within the vocabulary's limits, as eval-retrieval counts them."""
-    vocabulary = TagVocabulary.build(tags, min_count=config.min_count, max_share=config.max_share)
+def eligible_tags(tags: list[list[str]], config: AdaptConfig, posts: int) -> list[list[str]]:
+    """Each post's hashtags within the vocabulary's limits, as eval-retrieval counts them (`tags`: of the posts
+    that carry one, of `posts` in all)."""
+    vocabulary = TagVocabulary.build(tags, min_count=config.min_count, max_share=config.max_share, posts=posts)
     return [vocabulary.eligible(post_tags) for post_tags in tags]
 
 
@@ -210,10 +211,13 @@ def adapt_index(path: str | Path, config: AdaptConfig | None = None, *,
     started = time.perf_counter()
     seconds: dict[str, float] = {}
     with Retriever(path, running=running) as retriever:
-        ids, texts, tags = retriever.store.posts_text()
-        tags = eligible_tags(tags, config)
+        # only the posts that carry a hashtag are read, and the texts of those encoded: not a corpus's every text
+        ids, tags = retriever.store.tagged_posts()
+        posts = retriever.store.count()
+        tags = eligible_tags(tags, config, posts)
         split = split_posts(tags, config)
         encoded = split.held_out + split.validation + split.anchors
+        texts = dict(zip(encoded, retriever.store.texts(ids[encoded])))
         with tqdm(total=len(encoded), desc="encoding posts without their hashtags", unit="post",
                   disable=not config.progress) as bar:
             plain = retriever.encode_queries(retriever.query_texts([texts[p] for p in encoded], True),
@@ -229,7 +233,9 @@ def adapt_index(path: str | Path, config: AdaptConfig | None = None, *,
         model = low_rank_residual(retriever.manifest.dim, config.rank, config.seed)
         optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         batches = AnchorBatches(tags, split.anchors, set(split.held_out) | set(split.validation),
-                                batch_size=config.batch_size, untagged=config.untagged_negatives, seed=config.seed)
+                                batch_size=config.batch_size, untagged=config.untagged_negatives,
+                                untagged_pool=_untagged(retriever, ids, tags) if config.untagged_negatives else None,
+                                seed=config.seed)
         if len(batches) < 2:
             raise HiclError("no two training posts share a hashtag; nothing to learn from")
         best, best_step, since_best, step = None, 0, 0, 0
@@ -238,10 +244,11 @@ def adapt_index(path: str | Path, config: AdaptConfig | None = None, *,
             while step < config.steps and since_best < config.patience:
                 step += 1
                 anchors, positives, shared, untagged = batches.batch()
-                stored = torch.from_numpy(retriever.stored_vectors[ids[positives + untagged]].astype(np.float32))
+                rows = np.concatenate([ids[positives], untagged])
+                stored = torch.from_numpy(retriever.stored_vectors[rows].astype(np.float32))
                 stored = torch.nn.functional.normalize(stored, dim=1)
                 loss = info_nce(model(anchors_plain[[row_of[p] for p in anchors]]), stored[:len(positives)],
-                                config.temperature, negatives=stored[len(positives):] if untagged else None,
+                                config.temperature, negatives=stored[len(positives):] if len(untagged) else None,
                                 ignore=torch.from_numpy(shared))
                 optimizer.zero_grad()
                 loss.backward()
@@ -283,7 +290,7 @@ def adapt_index(path: str | Path, config: AdaptConfig | None = None, *,
     if not applied:
         reason += "; the index is unchanged"
     report = AdaptReport(
-        index=Path(path), posts=len(ids), eligible=sum(1 for post_tags in tags if post_tags),
+        index=Path(path), posts=posts, eligible=sum(1 for post_tags in tags if post_tags),
         anchors=len(batches), validation=len(split.validation), held_out=len(split.held_out), rank=config.rank,
         steps=step, best_step=best_step, validation_before=validation_before, validation_after=best_score,
         before=before, after=after, noise=noise, tagged_before=tagged_before, tagged_after=tagged_after,
@@ -295,6 +302,12 @@ def adapt_index(path: str | Path, config: AdaptConfig | None = None, *,
         report = dataclasses.replace(report, file=record_adapter(path, best, report.to_dict()))
     report.seconds["total"] = time.perf_counter() - started
     return report
+
+
+def _untagged(retriever: Retriever, ids: np.ndarray, tags: list[list[str]]) -> np.ndarray:
+    """The ids of the live posts without an eligible hashtag (`ids`, `tags`: the posts with a hashtag)."""
+    eligible = ids[[bool(post_tags) for post_tags in tags]]
+    return np.setdiff1d(retriever.store.ids(), eligible, assume_unique=True)
 
 
 def _noise(before: np.ndarray, after: np.ndarray) -> float:
