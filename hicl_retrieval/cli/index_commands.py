@@ -232,8 +232,6 @@ def _info(args: argparse.Namespace) -> None:
         _plot_shape(args.plot, directory, manifest, sys.stdout)
 
 
-
-
 def _plot_shape(path: str, directory, manifest, out) -> None:
     from ..core.plots import write_bars
     from ..index.stats import index_stats, shape_panels

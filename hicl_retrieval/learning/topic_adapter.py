@@ -45,7 +45,7 @@ class AnchorBatches:
     def __len__(self) -> int:
         return len(self.anchors)
 
-    def batch(self) -> tuple[list[int], list[int], np.ndarray, list[int]]:
+    def batch(self) -> tuple[list[int], list[int], np.ndarray, np.ndarray]:
         """Anchor posts, positive posts, a (batch, batch) mask of the pairs (i, j != i) sharing a hashtag, and the
         ids of `untagged` posts without an eligible hashtag: negatives of every anchor."""
         anchors = self.rng.sample(self.anchors, self.batch_size)
