@@ -256,6 +256,10 @@ def table(results: dict[tuple[str, str], dict[int, float]], tasks: list[str]) ->
     paper = [statistics.mean(PAPER[t][i] for t in tasks) for i in (0, 1)]
     lines.append(f"{'average':9}" + "".join(f"{c:>19}" for c in averages) + f"   {paper[0]:.1f} / {paper[1]:.1f}")
     lines.append(f"{'vs base':9}" + "".join(f"{c:>19}" for c in gains) + f"   {paper[1] - paper[0]:+.1f}")
+    if "adapted" in arms:  # the adapter's own effect: the same retriever without it, paired by seed
+        plain, adapted = average_by_seed(results, "minilm", tasks), average_by_seed(results, "adapted", tasks)
+        paired = cell([adapted[seed] - plain[seed] for seed in adapted if seed in plain], "+")
+        lines.append(f"{'vs MiniLM':9}" + "".join(f"{paired if arm == 'adapted' else '':>19}" for arm in arms))
     return "\n".join(lines)
 
 

@@ -58,6 +58,18 @@ def test_table_averages_tasks_per_seed_and_pairs_gains_by_seed():
     # trained - base per seed: +1 and +5 points; bm25 seed 1: 58 - 58
     assert lines["vs"].split()[2:10] == ["+3.0", "±", "2.8", "(2)", "-", "+0.0", "±", "0.0"]
     assert lines["vs"].split()[10] == "(1)"
+    assert "vs MiniLM" not in hicl_tweeteval.table(results, ["stance", "irony"])
+
+
+def test_the_adapted_arm_is_paired_with_minilm_by_seed():
+    results = {("stance", "minilm"): {0: 0.70, 1: 0.66, 2: 0.60}, ("irony", "minilm"): {0: 0.50, 1: 0.54, 2: 0.5},
+               ("stance", "adapted"): {0: 0.68, 1: 0.67}, ("irony", "adapted"): {0: 0.46, 1: 0.51}}
+    table = hicl_tweeteval.table(results, ["stance", "irony"]).splitlines()
+    [paired] = [line for line in table if line.startswith("vs MiniLM")]
+    # adapted - minilm average per seed: seed 0 (0.57 - 0.60), seed 1 (0.59 - 0.60); seed 2 has no adapted run
+    assert paired.split()[2:] == ["-2.0", "±", "1.4", "(2)"]
+    title = "+HICL adapted"  # right-aligned under the adapted column
+    assert paired.index("(2)") + len("(2)") == table[0].index(title) + len(title)
 
 
 def test_label_agreement_counts_demonstrations_from_the_train_split(tmp_path):
