@@ -4,6 +4,7 @@ import json
 import shutil
 from datetime import datetime
 
+import faiss
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -139,6 +140,33 @@ def test_an_ivf_pq_index_keeps_its_recall_through_changes(tmp_path, tiny_encoder
     print(f"recall@10: fresh {fresh_recall:.3f}, segments {segments_recall:.3f}, compacted {compacted_recall:.3f}")
     assert segments_recall >= fresh_recall - 0.01 and compacted_recall >= fresh_recall - 0.01
     assert fresh_recall >= 0.85  # far above chance (the tiny model's 32 dims cut in 4-bit codes of 2)
+
+
+def test_fast_scan_parts_merged_when_opened_answer_as_their_shards(tmp_path, tiny_encoder):
+    path, _, live = changed_index(tmp_path, tiny_encoder, factory="IVF16,PQ16x4fs", first=1200, batches=3, size=150)
+    directory = IndexDir(path)
+    manifest = directory.read_manifest()
+    assert len(manifest.segments) == 5 and manifest.deleted == 15
+    merged = directory.open_faiss(manifest)
+    assert merged.size == manifest.count + manifest.deleted and merged.is_fast_scan
+    assert not isinstance(merged.index, faiss.IndexShards)  # one index: one list scanned a probe, not one a part
+    parts = [VectorIndex.load(directory.file(s.faiss_file), search_params=manifest.search_params)
+             for s in manifest.segments]
+    shards = faiss.IndexShards(manifest.dim, False, False)
+    for part in parts:
+        shards.add_shard(part.index)
+    queries = tiny_encoder.encode([row["text"] for row in live[::13]])
+    deleted = directory.deleted_ids(manifest)
+    selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(deleted))
+    merged.set_search_params({"nprobe": 16})  # every list: each part's code comes into the top 20 or not
+    params = faiss.SearchParametersIVF(sel=selector, nprobe=16)
+    want_scores, want_ids = shards.search(queries, 20, params=params)
+    got_scores, got_ids = merged.search(queries, 20)
+    assert not np.isin(got_ids, deleted).any() and (got_ids >= 0).all()
+    np.testing.assert_allclose(got_scores, want_scores, rtol=1e-5)
+    for got, want, scores in zip(got_ids, want_ids, want_scores):  # equal scores may come in another order
+        above = scores > scores[-1] + 1e-5  # those not tied with the last one in
+        assert set(got[above]) == set(want[above])
 
 
 def test_export_writes_every_live_post_as_parquet_or_json_lines(tmp_path, tiny_encoder, capsys):

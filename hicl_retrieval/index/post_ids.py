@@ -18,9 +18,11 @@ import numpy as np
 
 
 def post_id_hashes(post_ids: Iterable[str]) -> np.ndarray:
-    """The 64-bit BLAKE2b hash of each post id, as signed integers."""
-    return np.fromiter((int.from_bytes(hashlib.blake2b(post_id.encode("utf-8", "surrogatepass"), digest_size=8)
-                                       .digest(), "little", signed=True) for post_id in post_ids), dtype=np.int64)
+    """The 64-bit BLAKE2b hash of each post id, as signed integers (little-endian digests)."""
+    blake2b = hashlib.blake2b
+    digests = b"".join([blake2b(post_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+                        for post_id in post_ids])
+    return np.frombuffer(digests, dtype="<i8").astype(np.int64)
 
 
 def sorted_hashes(post_ids: Iterable[str]) -> np.ndarray:
@@ -32,15 +34,18 @@ class PostIdHashes:
     """The post-id hashes of several segments: which post ids an index may hold."""
 
     def __init__(self, paths: Sequence[Path]) -> None:
-        self.parts = [part for part in (np.load(path, mmap_mode="r", allow_pickle=False) for path in paths) if len(part)]
+        self.parts = [np.asarray(part) for part in (np.load(path, mmap_mode="r", allow_pickle=False) for path in paths)
+                      if len(part)]
 
     def maybe_held(self, post_ids: Sequence[str]) -> list[str]:
         """Those of `post_ids` whose hash a segment holds: all the index holds, and rarely one it does not."""
         if not post_ids or not self.parts:
             return []
         hashes = post_id_hashes(post_ids)
+        order = np.argsort(hashes)
+        hashes = hashes[order]  # searched in order: each search starts where the last one ended, in memory nearby
         held = np.zeros(len(hashes), dtype=bool)
         for part in self.parts:
             found = np.minimum(np.searchsorted(part, hashes), len(part) - 1)
             held |= part[found] == hashes
-        return [post_id for post_id, hit in zip(post_ids, held) if hit]
+        return [post_ids[i] for i in np.sort(order[held]).tolist()]

@@ -78,7 +78,8 @@ class HitRows:
             if len(ids):
                 offsets = np.load(path.with_name(offsets_file(path.name)), mmap_mode="r")
                 data = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, np.uint8)
-                self.parts.append((ids, offsets, data))
+                # plain views: slicing a np.memmap or an array costs more than decoding the row
+                self.parts.append((np.asarray(ids), np.asarray(offsets), memoryview(np.asarray(data))))
         self.starts = np.array([ids[0] for ids, _, _ in self.parts], dtype=np.int64)
         self.deleted = np.sort(np.asarray(deleted, dtype=np.int64))
         self.hashtag_rule = hashtag_rule

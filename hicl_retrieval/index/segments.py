@@ -4,8 +4,11 @@ Segments hold disjoint, ascending id ranges (a build's, then each add's), so an 
 found by bisection and its row by a search of the segment's ids. IVF parts share the index's
 one trained coarse quantizer, so their inverted lists are stacked under it
 (`HStackInvertedLists`) and a query visits the same lists as in one index. Fast-scan lists, packed
-in blocks of 32 codes that no stack can join, keep a copy of that quantizer in each part and, like
-other types, are searched shard by shard (`IndexShards`), their hits merged by score.
+in blocks of 32 codes that no stack can join, keep a copy of that quantizer in each part; when read,
+their codes are moved into the first part's lists (`merge_from`: a copy of the codes, 0.2 s for
+154,000 posts), since a search of one list per probe costs a fourth of one per part and probe
+(eight parts of 154,000 posts: 0.29 against 1.15 ms a query). Other types are searched shard by
+shard (`IndexShards`), their hits merged by score.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ class SegmentVectors:
 
     def __init__(self, parts: Sequence[tuple[np.ndarray, np.ndarray]], dim: int) -> None:
         """`parts`: (ids ascending, float16 vectors of shape (len(ids), dim)) of each segment, in id order."""
-        self.parts = [(ids, vectors) for ids, vectors in parts if len(ids)]
+        # plain views of the memory maps: indexing a np.memmap costs more than reading a row
+        self.parts = [(np.asarray(ids), np.asarray(vectors)) for ids, vectors in parts if len(ids)]
         self.dim = dim
         self.starts = np.array([ids[0] for ids, _ in self.parts], dtype=np.int64)
         self.contiguous = [bool(ids[-1] - ids[0] + 1 == len(ids)) for ids, _ in self.parts]
@@ -48,7 +52,8 @@ class SegmentVectors:
 def combined(parts: Sequence[VectorIndex], trained: VectorIndex) -> VectorIndex:
     """The FAISS parts of several segments (or of one IVF segment) as one index.
 
-    `trained` is the index's trained, empty index; for IVF it receives the stacked lists.
+    `trained` is the index's trained, empty index; for IVF it receives the stacked lists. Fast-scan parts are
+    merged into the first; flat and graph parts are searched as shards.
     """
     faiss = native.faiss()
     ivf = trained._ivf()
@@ -62,9 +67,15 @@ def combined(parts: Sequence[VectorIndex], trained: VectorIndex) -> VectorIndex:
         ivf.ntotal = trained.index.ntotal = total
         trained.keep = (parts, lists, stacked)  # the parts own the lists the stack reads
         return trained
+    if ivf is not None and parts:  # fast-scan parts: the first holds all their codes, the others are emptied
+        into = parts[0]._ivf()
+        for part in parts[1:]:
+            into.merge_from(part._ivf(), 0)
+        parts[0].index.ntotal = into.ntotal  # the wrapper's count, under an OPQ rotation say
+        return parts[0]
     shards = faiss.IndexShards(trained.dim, False, False)
     for part in parts:
         shards.add_shard(part.index)
     index = VectorIndex(shards)
-    index.keep = (parts, trained)  # the trained index owns the quantizer fast-scan parts share
+    index.keep = parts
     return index
