@@ -3,7 +3,8 @@
 while an `add` changes the index; next to running `hicl-retrieval query` once a post.
 
 For each code (this one in each of `--runtimes`, and with `--baseline` the code of a git worktree, as
-today's) and each mode (batched: --max-batch 64; unbatched: --max-batch 1), all in turn `--repeats` times,
+today's) and each mode (batched: --max-batch 64; unbatched: --max-batch 1; waiting: --max-batch 64
+--max-wait-ms 2, a batch's first search waiting for others), all in turn `--repeats` times,
 each time on a fresh copy of the index:
 
 1. the service is started as a real subprocess (the CLI of that code, as a user runs it);
@@ -362,7 +363,7 @@ def main() -> None:
     parser.add_argument("--after", type=float, default=5.0, help="seconds the load goes on after the add at least")
     parser.add_argument("--single", type=int, default=200, help="single-post searches of the unloaded latency")
     parser.add_argument("--query-runs", type=int, default=3, help="`hicl-retrieval query` runs, one post each")
-    parser.add_argument("--modes", default="batched,unbatched")
+    parser.add_argument("--modes", default="batched,unbatched", help="of batched, unbatched, waiting")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of the modes in turn")
     parser.add_argument("--threads", type=int, help="the service's torch and FAISS threads (default: all cores)")
     parser.add_argument("--work", type=Path, help="where the copies of the index go (default: a temporary folder)")
@@ -374,7 +375,8 @@ def main() -> None:
     random.Random(0).shuffle(tweets)
     probes = [text for _, text in tweets[: args.probes]]
     added = tweets[args.probes: args.probes + args.add_posts]
-    modes = {"batched": ["--max-batch", "64"], "unbatched": ["--max-batch", "1"]}
+    modes = {"batched": ["--max-batch", "64"], "unbatched": ["--max-batch", "1"],
+             "waiting": ["--max-batch", "64", "--max-wait-ms", "2"]}
     threads = ["--threads", str(args.threads)] if args.threads else []
     codes = {f"this code, --runtime {runtime}": (None, ["--runtime", runtime]) for runtime in args.runtimes.split(",")}
     if args.baseline:

@@ -29,8 +29,9 @@ def register(commands) -> None:
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (default: 1 MiB)")
     serve.add_argument("--max-batch", type=int, default=64,
                        help="queries of concurrent searches encoded together at most; 1: no batching (default: 64)")
-    serve.add_argument("--max-wait-ms", type=float, default=2.0,
-                       help="how long a search waits for others to batch with (default: 2 ms)")
+    serve.add_argument("--max-wait-ms", type=float, default=0.0,
+                       help="how long a search waits for others to batch with (default: 0, a batch is what "
+                            "queued while the last one was encoded)")
     serve.add_argument("--timeout", type=float, default=60.0,
                        help="seconds a search may wait and run before it is answered 503 and dropped (default: 60)")
     serve.add_argument("--body-timeout", type=float, default=10.0,

@@ -2,8 +2,9 @@
 batch and searched together, each answer going back to its own request.
 
 Encoding dominates a search, and a batch of 32 posts costs the encoder far less than 32 batches
-of one. One thread takes a request from a bounded queue, waits up to `max_wait` seconds for more
-(up to `max_batch` queries) and encodes every query of them in one call; a second thread searches
+of one. One thread takes a request from a bounded queue with those queued behind it (up to
+`max_batch` queries; by default it waits for no more, since the next batch queues while it encodes)
+and encodes every query of them in one call; a second thread searches
 the encoded batch in groups that share k, de-duplication and filter, while the first encodes the
 next batch (it runs at most one batch ahead).
 
@@ -76,7 +77,7 @@ class Encoded:
 class MicroBatcher:
     """The two threads that encode and search what requests hand them (see the module's docstring)."""
 
-    def __init__(self, live, *, max_batch: int = 64, max_wait: float = 0.002, max_pending: int = 1024) -> None:
+    def __init__(self, live, *, max_batch: int = 64, max_wait: float = 0.0, max_pending: int = 1024) -> None:
         self.live, self.max_batch, self.max_wait = live, max_batch, max_wait
         self.waiting: queue.Queue[Search | None] = queue.Queue(maxsize=max_pending)
         self.encoded: queue.Queue[Encoded | None] = queue.Queue(maxsize=1)

@@ -23,8 +23,9 @@ class ServiceConfig:
     """A bearer token every request but /health and the page must carry; None: no token."""
     max_batch: int = setting(64, COUNT)
     """Queries encoded together at most (batching.py); 1: every request alone."""
-    max_wait_ms: float = setting(2.0, Bounds(low=0, high=1000))
-    """How long the first search of a batch waits for others."""
+    max_wait_ms: float = setting(0.0, Bounds(low=0, high=1000))
+    """How long the first search of a batch waits for others; 0: a batch is what queued while the last one was
+    encoded, and a search that finds the service idle starts at once."""
     max_pending: int = setting(1024, COUNT)
     """Searches waiting at most; past it a search is answered 503."""
     timeout_s: float = setting(60.0, Bounds(low=0, high=3600, open_low=True), option="timeout")
