@@ -169,6 +169,20 @@ def test_fast_scan_parts_merged_when_opened_answer_as_their_shards(tmp_path, tin
         assert set(got[above]) == set(want[above])
 
 
+def test_fast_scan_parts_that_do_not_fit_together_are_refused_in_one_line(tmp_path, tiny_encoder):
+    path, _, _ = changed_index(tmp_path, tiny_encoder, factory="IVF16,PQ16x4fs", first=600, batches=1, size=100)
+    other, _, _ = changed_index(tmp_path, tiny_encoder, factory="IVF16,PQ8x4fs", first=600, batches=1, size=100)
+    name = IndexDir(path).read_manifest().segments[1].faiss_file
+    shutil.copy(IndexDir(other).file(IndexDir(other).read_manifest().segments[1].faiss_file), IndexDir(path).file(name))
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest["files"][name] = IndexDir(path).file(name).stat().st_size  # damage its size does not show
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(HiclError) as caught:
+        Retriever(path, encoder=tiny_encoder).search("river flooding downtown", k=5)
+    assert str(caught.value).startswith(f"the FAISS parts of {path} do not fit together (")
+    assert str(caught.value).endswith(f"run `hicl-retrieval verify {path}`") and "\n" not in str(caught.value)
+
+
 def test_export_writes_every_live_post_as_parquet_or_json_lines(tmp_path, tiny_encoder, capsys):
     rows = [post(i) for i in range(40)]
     path = tmp_path / "index"

@@ -310,7 +310,12 @@ class IndexDir:
         if len(parts) == 1 and "IVF" not in manifest.faiss_factory:
             index = parts[0]
         else:  # IVF parts hold only their lists: they are searched under the trained index's quantizer
-            index = combined(parts, VectorIndex.load(self.file(manifest.trained_file)))
+            try:
+                index = combined(parts, VectorIndex.load(self.file(manifest.trained_file)))
+            except RuntimeError as exc:  # FAISS's refusal of parts that do not fit together
+                reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                raise IndexDamaged(f"the FAISS parts of {self.path} do not fit together ({reason}); "
+                                   f"run `hicl-retrieval verify {self.path}`") from None
         index.set_search_params(manifest.search_params)
         deleted = self.deleted_ids(manifest) if deleted is None else deleted
         index.excluded = deleted if len(deleted) else None
