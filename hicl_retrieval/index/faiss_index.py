@@ -139,7 +139,8 @@ class VectorIndex:
     @property
     def is_fast_scan(self) -> bool:
         """Whether its codes are fast-scan ones (``x4fs``), packed in blocks of 32 that no stack of inverted lists
-        can join: each segment's part keeps its own coarse quantizer, and opening moves their codes into one (segments.py)."""
+        can join: each segment's part keeps its own coarse quantizer, and opening moves their codes into one
+        (segments.py)."""
         return isinstance(self._ivf(), native.faiss().IndexIVFFastScan)
 
     def _ivf(self):

@@ -7,8 +7,8 @@ row-wise: ``seg-X.rows`` holds the rows in the order of the segment's vector ids
 (msgspec), and ``seg-X.rows.offsets.npy`` where each begins (a post the build dropped for its
 repeated post id has an empty slice). Both are memory-mapped; 40 whole rows take 0.7-0.8 ms at
 154,000 posts and 1.1-1.8 ms at 10,000,000, where not every page is in memory (about a quarter of
-it extracting their hashtags, as the store's fetch does too). The store stays the truth for everything else
-(filters, exports, changes); these files are written once, at sealing, from it.
+it extracting their hashtags, as the store's fetch does too). The store stays the truth for
+everything else (filters, exports, changes); these files are written once, at sealing, from it.
 """
 
 from __future__ import annotations

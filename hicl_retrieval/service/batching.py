@@ -1,5 +1,5 @@
-"""Micro-batching: searches that arrive within a few milliseconds of each other are encoded as one
-batch and searched together, each answer going back to its own request.
+"""Micro-batching: searches that queue while the service is busy are encoded as one batch and
+searched together, each answer going back to its own request.
 
 Encoding dominates a search, and a batch of 32 posts costs the encoder far less than 32 batches
 of one. One thread takes a request from a bounded queue with those queued behind it (up to
