@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+from helpers import built_index
+
+from hicl_retrieval.index.adapter import TopicAdapter
+from hicl_retrieval.index.directory import IndexDir
+from hicl_retrieval.workflows.adapt import record_adapter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
@@ -70,6 +78,33 @@ def test_the_adapted_arm_is_paired_with_minilm_by_seed():
     assert paired.split()[2:] == ["-2.0", "±", "1.4", "(2)"]
     title = "+HICL adapted"  # right-aligned under the adapted column
     assert paired.index("(2)") + len("(2)") == table[0].index(title) + len(title)
+
+
+def test_the_adapted_arm_adapts_a_copy_of_the_minilm_database_once_and_stops_where_it_is_not_applied(
+        tmp_path, tiny_encoder, monkeypatch):
+    work = tmp_path / "work"
+    shutil.move(built_index(tmp_path, tiny_encoder), work / "db-minilm")
+    calls, applied = [], [False]
+
+    def adapt(path, config):
+        calls.append((Path(path), config.untagged_negatives))
+        if applied[0]:
+            rng = np.random.default_rng(0)
+            record_adapter(path, TopicAdapter(down=rng.normal(size=(tiny_encoder.dim, 4)).astype(np.float32),
+                                              up=rng.normal(size=(4, tiny_encoder.dim)).astype(np.float32)), {})
+        return SimpleNamespace(applied=applied[0], reason="the held-out gain is within its noise",
+                               summary=lambda: "adapt summary")
+
+    monkeypatch.setattr(hicl_tweeteval, "adapt_index", adapt)
+    with pytest.raises(SystemExit, match="the adapter was not applied, so the adapted arm would equal the MiniLM "
+                                         "one: the held-out gain is within its noise"):
+        hicl_tweeteval.adapted_database(tmp_path, work)
+    applied[0] = True
+    assert hicl_tweeteval.adapted_database(tmp_path, work) == work / "db-adapted"
+    assert hicl_tweeteval.adapted_database(tmp_path, work) == work / "db-adapted"  # kept: not adapted again
+    assert calls == [(work / "db-adapted", hicl_tweeteval.UNTAGGED_NEGATIVES)] * 2
+    assert IndexDir(work / "db-adapted").read_manifest().adapter
+    assert not IndexDir(work / "db-minilm").read_manifest().adapter  # the MiniLM arm's index is never changed
 
 
 def test_label_agreement_counts_demonstrations_from_the_train_split(tmp_path):
