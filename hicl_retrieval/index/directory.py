@@ -36,7 +36,7 @@ from .faiss_index import VectorIndex
 from .manifest import BUILD_STATE, FORMAT_VERSION, MANIFEST, REJECTS, Manifest, Segment
 from .post_ids import PostIdHashes
 from .rows import HitRows
-from .segments import SegmentVectors, combined
+from .segments import SegmentVectors, combined, merged
 from .store import PostStore
 
 _INDEX_FILE = re.compile(
@@ -309,13 +309,15 @@ class IndexDir:
         parts = [VectorIndex.load(self.file(s.faiss_file), mmap=mmap) for s in manifest.segments]
         if len(parts) == 1 and "IVF" not in manifest.faiss_factory:
             index = parts[0]
-        else:  # IVF parts hold only their lists: they are searched under the trained index's quantizer
+        elif parts and parts[0].is_fast_scan:  # each part keeps its quantizer: the trained index is not read
             try:
-                index = combined(parts, VectorIndex.load(self.file(manifest.trained_file)))
+                index = merged(parts)
             except RuntimeError as exc:  # FAISS's refusal of parts that do not fit together
                 reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
                 raise IndexDamaged(f"the FAISS parts of {self.path} do not fit together ({reason}); "
                                    f"run `hicl-retrieval verify {self.path}`") from None
+        else:  # IVF parts hold only their lists: they are searched under the trained index's quantizer
+            index = combined(parts, VectorIndex.load(self.file(manifest.trained_file)))
         index.set_search_params(manifest.search_params)
         deleted = self.deleted_ids(manifest) if deleted is None else deleted
         index.excluded = deleted if len(deleted) else None

@@ -49,11 +49,21 @@ class SegmentVectors:
         return out
 
 
+def merged(parts: Sequence[VectorIndex]) -> VectorIndex:
+    """Fast-scan parts (each with its own copy of the quantizer) as one index: the first, holding every part's
+    codes, the others emptied. FAISS raises a RuntimeError for parts that do not fit together."""
+    into = parts[0]._ivf()
+    for part in parts[1:]:
+        into.merge_from(part._ivf(), 0)
+    parts[0].index.ntotal = into.ntotal  # the wrapper's count, under an OPQ rotation say
+    return parts[0]
+
+
 def combined(parts: Sequence[VectorIndex], trained: VectorIndex) -> VectorIndex:
     """The FAISS parts of several segments (or of one IVF segment) as one index.
 
-    `trained` is the index's trained, empty index; for IVF it receives the stacked lists. Fast-scan parts are
-    merged into the first; flat and graph parts are searched as shards.
+    `trained` is the index's trained, empty index; for IVF it receives the stacked lists. Flat and graph parts
+    (and an index of no parts) are searched as shards; fast-scan parts are `merged` instead.
     """
     faiss = native.faiss()
     ivf = trained._ivf()
@@ -67,12 +77,6 @@ def combined(parts: Sequence[VectorIndex], trained: VectorIndex) -> VectorIndex:
         ivf.ntotal = trained.index.ntotal = total
         trained.keep = (parts, lists, stacked)  # the parts own the lists the stack reads
         return trained
-    if ivf is not None and parts:  # fast-scan parts: the first holds all their codes, the others are emptied
-        into = parts[0]._ivf()
-        for part in parts[1:]:
-            into.merge_from(part._ivf(), 0)
-        parts[0].index.ntotal = into.ntotal  # the wrapper's count, under an OPQ rotation say
-        return parts[0]
     shards = faiss.IndexShards(trained.dim, False, False)
     for part in parts:
         shards.add_shard(part.index)
