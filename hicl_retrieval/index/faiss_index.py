@@ -200,8 +200,17 @@ class VectorIndex:
             native.faiss().write_index(self.index, str(tmp))
 
 
-RERANK_QUERIES = 16
-"""Queries re-ranked together: 2,000 queries x 360 candidates took 1.1 s in blocks of 16, 4.2 s at once."""
+RERANK_QUERIES = 32
+"""Queries re-ranked together, so that a block's candidates stay in the CPU's cache: 1,000 queries x 100
+candidates of 768 took 120-124 ms in blocks of 32, 126-131 in blocks of 16, 123-125 in blocks of 64."""
+
+
+def as_float32(rows: np.ndarray):
+    """float16 `rows` as a float32 torch tensor. torch converts with SIMD on every core; numpy's ``astype``
+    converts one value at a time (1,000 queries' 100 candidates of 768: 95 ms of a 187 ms re-ranked search)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(rows)).float()
 
 
 def reranked(search, stored: np.ndarray, k_factor: int, total: int):
@@ -214,21 +223,21 @@ def reranked(search, stored: np.ndarray, k_factor: int, total: int):
         return search
 
     def rerank(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         _, ids = search(queries, min(total, k * k_factor))
         k = min(k, ids.shape[1])
         scores, best = np.empty((len(ids), k), dtype=np.float32), np.empty((len(ids), k), dtype=np.int64)
-        for start in range(0, len(ids), RERANK_QUERIES):  # a block's candidates stay in the CPU's cache
+        for start in range(0, len(ids), RERANK_QUERIES):
             block = ids[start : start + RERANK_QUERIES]
             wanted = np.maximum(block, 0).ravel()
-            order = np.argsort(wanted, kind="stable")  # reading rows in file order halves the time
-            candidates = np.empty((len(wanted), stored.shape[1]), dtype=np.float32)
-            candidates[order] = stored[wanted[order]]
-            exact = np.einsum("qmd,qd->qm", candidates.reshape(*block.shape, -1), queries[start : start + len(block)])
-            exact[block < 0] = -np.inf
-            top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
-            scores[start : start + len(block)] = np.take_along_axis(exact, top, axis=1)
-            best[start : start + len(block)] = np.take_along_axis(block, top, axis=1)
+            candidates = as_float32(stored[wanted]).view(*block.shape, -1)
+            exact = torch.bmm(candidates, torch.from_numpy(queries[start : start + len(block), :, None]))[..., 0]
+            exact[torch.from_numpy(block < 0)] = -torch.inf
+            top_scores, top = torch.sort(exact, dim=1, descending=True, stable=True)
+            scores[start : start + len(block)] = top_scores[:, :k].numpy()
+            best[start : start + len(block)] = np.take_along_axis(block, top[:, :k].numpy(), axis=1)
         return scores, best
 
     return rerank
@@ -242,13 +251,15 @@ def exact_search(
     Used where an approximate index would lose recall on a small subset. Reads `rows` vectors
     at a time, so memory stays bounded. Same output shape as `VectorIndex.search`.
     """
+    import torch
+
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(k, len(subset))
     best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     best_ids = np.full((len(queries), k), -1, dtype=np.int64)
     for start in range(0, len(subset), rows):
         ids = subset[start : start + rows]
-        scores = queries @ vectors[ids].astype(np.float32).T  # (queries, rows)
+        scores = (torch.from_numpy(queries) @ as_float32(vectors[ids]).T).numpy()  # (queries, rows)
         scores = np.concatenate([best_scores, scores], axis=1)
         candidates = np.concatenate([best_ids, np.broadcast_to(ids, (len(queries), len(ids)))], axis=1)
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # scores has k + len(ids) columns
