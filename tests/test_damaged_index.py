@@ -50,7 +50,7 @@ def test_5_the_manifest_records_a_checksum_of_every_file_and_verify_checks_them(
     assert set(manifest.checksums) == set(manifest.files) == {"seg-0.f16", "seg-0.ids.npy", "seg-0.duckdb",
                                                                "rejects.jsonl", "seg-0.faiss", "trained-0.faiss",
                                                                "seg-0.rows", "seg-0.rows.offsets.npy",
-                                                               "seg-0.postids.npy"}
+                                                               "seg-0.postids.npy", "seg-0.postids.buckets.npy"}
     assert damaged_names(index) == []
     assert main(["verify", str(index)]) == 0
     out = capsys.readouterr().out
@@ -171,3 +171,22 @@ def test_a_damaged_deletion_record_is_one_line_and_verify_reports_it(index, caps
     err = _query_error(index, capsys)
     assert record.file in err and "is damaged" in err and "verify" in err
     assert damaged_names(index) == [record.file, "deletion records"]
+
+
+def test_post_id_hashes_that_do_not_fit_their_buckets_are_one_line_and_add_nothing(index, tmp_path, capsys):
+    more = tmp_path / "more.jsonl"
+    more.write_text(json.dumps({"id": "9001", "text": "a brand new post about the river"}) + "\n", encoding="utf-8")
+    before = IndexDir(index).read_manifest()
+    for name, data in (("seg-0.postids.buckets.npy", np.zeros(5, np.int64)),  # not 2**bits + 1 starts
+                       ("seg-0.postids.npy", None)):
+        if data is None:
+            garble(index / name, 0, b"not an array")
+        else:
+            np.save(index / name, data)
+        assert main(["add", str(index), str(more), "--quiet"]) == 1
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("hicl-retrieval")]
+        assert len(lines) == 1 and "Traceback" not in err
+        assert f"the post-id hashes of {index} cannot be read" in lines[0] and f"verify {index}`" in lines[0]
+        assert name in damaged_names(index)
+    assert IndexDir(index).read_manifest() == before

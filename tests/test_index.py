@@ -50,7 +50,8 @@ def test_manifest_round_trip_and_files(built, tiny_encoder):
     assert manifest.faiss_factory == "IDMap2,Flat"
     assert manifest.stats["indexed"] == 62
     assert set(manifest.files) == {"seg-0.f16", "seg-0.ids.npy", "seg-0.duckdb", "seg-0.faiss", "seg-0.rows",
-                                   "seg-0.rows.offsets.npy", "seg-0.postids.npy", "trained-0.faiss",
+                                   "seg-0.rows.offsets.npy", "seg-0.postids.npy", "seg-0.postids.buckets.npy",
+                                   "trained-0.faiss",
                                    "rejects.jsonl"}
 
 

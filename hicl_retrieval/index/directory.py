@@ -41,7 +41,7 @@ from .store import PostStore
 
 _INDEX_FILE = re.compile(
     r"^(manifest\.json|build\.json|shards\.json|rejects\.jsonl|write\.lock"
-    r"|seg-[\w-]+\.(f16|ids\.npy|duckdb|faiss|rejects\.jsonl|rows|rows\.offsets\.npy|postids\.npy)|del-\w+\.npy"
+    r"|seg-[\w-]+\.(f16|ids\.npy|duckdb|faiss|rejects\.jsonl|rows|rows\.offsets\.npy|postids\.npy|postids\.buckets\.npy)|del-\w+\.npy"
     r"|trained-\w+\.faiss|adapter-\w+\.npz|posts(\.\d+)?\.duckdb|vectors(\.\d+)?\.f16|faiss(\.\d+)?\.index)(\.wal|\.tmp)?$"
 )
 """The files an index (or an unfinished change of one) may hold, format 1's among them."""
@@ -252,7 +252,9 @@ class IndexDir:
         deleted = self.deleted_ids(manifest) if deleted is None else deleted
         store = PostStore.over([self.file(s.store_file) for s in manifest.segments], deleted, manifest.hashtag_rule)
         if all(segment.post_ids_file for segment in manifest.segments):
-            store.post_id_hashes = PostIdHashes([self.file(s.post_ids_file) for s in manifest.segments])
+            store.post_id_hashes = PostIdHashes([
+                (self.file(s.post_ids_file), self.file(s.post_id_buckets_file) if s.post_id_buckets_file else None)
+                for s in manifest.segments])
         return store
 
     def segment_ids(self, segment: Segment) -> np.ndarray:

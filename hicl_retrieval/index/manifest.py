@@ -39,6 +39,8 @@ class Segment:
     sealed before there were any, whose hits come from the post store."""
     post_ids_file: str = ""
     """Its post ids' sorted hashes for an add's check (index/post_ids.py); "" in segments sealed before."""
+    post_id_buckets_file: str = ""
+    """Where each bucket of those hashes begins (index/post_ids.py); "" in segments sealed before."""
 
     @property
     def vectors_file(self) -> str:
@@ -56,7 +58,7 @@ class Segment:
     def files(self) -> tuple[str, ...]:
         rows = (self.rows_file, offsets_file(self.rows_file)) if self.rows_file else ()
         return tuple(name for name in (self.vectors_file, self.ids_file, self.store_file, self.faiss_file, *rows,
-                                       self.post_ids_file) if name)
+                                       self.post_ids_file, self.post_id_buckets_file) if name)
 
 
 @dataclass(frozen=True)

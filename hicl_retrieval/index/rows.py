@@ -22,6 +22,7 @@ import numpy as np
 from ..core.atomic import save_array, synced
 from ..core.errors import IndexDamaged
 from ..core.text import extract_hashtags
+from .segments import is_contiguous, row_numbers
 from .store import PostRow, PostStore
 
 _EPOCH = datetime(1970, 1, 1)
@@ -80,6 +81,7 @@ class HitRows:
                 data = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, np.uint8)
                 # plain views: slicing a np.memmap or an array costs more than decoding the row
                 self.parts.append((np.asarray(ids), np.asarray(offsets), memoryview(np.asarray(data))))
+        self.contiguous = [is_contiguous(ids) for ids, _, _ in self.parts]
         self.starts = np.array([ids[0] for ids, _, _ in self.parts], dtype=np.int64)
         self.deleted = np.sort(np.asarray(deleted, dtype=np.int64))
         self.hashtag_rule = hashtag_rule
@@ -107,9 +109,9 @@ class HitRows:
         for number in np.unique(segments[segments >= 0]):
             wanted = ids[segments == number]
             segment_ids, offsets, data = self.parts[number]
-            rows = np.minimum(np.searchsorted(segment_ids, wanted), len(segment_ids) - 1)
+            rows, inside = row_numbers(segment_ids, self.contiguous[number], wanted)
             begins, ends = offsets[rows], offsets[rows + 1]
-            held = (segment_ids[rows] == wanted) & (begins != ends)  # a dropped post's slice is empty
+            held = inside & (begins != ends)  # a dropped post's slice is empty
             for post, begin, end in zip(wanted[held].tolist(), begins[held].tolist(), ends[held].tolist()):
                 values = self.decode(data[begin:end])
                 when = values[4]

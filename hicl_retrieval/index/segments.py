@@ -21,6 +21,23 @@ from ..core import native
 from .faiss_index import VectorIndex
 
 
+def is_contiguous(ids: np.ndarray) -> bool:
+    """Whether the ascending `ids` are every id from the first to the last: then an id's row is id - first."""
+    return bool(len(ids)) and bool(ids[-1] - ids[0] + 1 == len(ids))
+
+
+def row_numbers(segment_ids: np.ndarray, contiguous: bool, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the `wanted` ids (none below the segment's first) in a segment, each within the segment,
+    and which of them the segment holds. A contiguous segment's rows are subtractions: a search of a large
+    segment's ids misses the CPU's caches and faults in their pages (0.1-0.2 ms for 40 ids at 10M posts)."""
+    last = len(segment_ids) - 1
+    if contiguous:
+        rows = wanted - segment_ids[0]
+        return np.minimum(rows, last), rows <= last
+    rows = np.minimum(np.searchsorted(segment_ids, wanted), last)
+    return rows, segment_ids[rows] == wanted
+
+
 class SegmentVectors:
     """The float16 vectors of several segments, indexed by post id like one array: ``vectors[ids]``."""
 
@@ -30,7 +47,7 @@ class SegmentVectors:
         self.parts = [(np.asarray(ids), np.asarray(vectors)) for ids, vectors in parts if len(ids)]
         self.dim = dim
         self.starts = np.array([ids[0] for ids, _ in self.parts], dtype=np.int64)
-        self.contiguous = [bool(ids[-1] - ids[0] + 1 == len(ids)) for ids, _ in self.parts]
+        self.contiguous = [is_contiguous(ids) for ids, _ in self.parts]
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -43,9 +60,8 @@ class SegmentVectors:
         for number in np.unique(which):
             mask = which == number
             segment_ids, vectors = self.parts[max(number, 0)]
-            wanted = ids[mask]
-            rows = wanted - segment_ids[0] if self.contiguous[number] else np.searchsorted(segment_ids, wanted)
-            out[mask] = vectors[np.clip(rows, 0, len(segment_ids) - 1)]
+            rows, _ = row_numbers(segment_ids, self.contiguous[max(number, 0)], np.maximum(ids[mask], segment_ids[0]))
+            out[mask] = vectors[rows]
         return out
 
 

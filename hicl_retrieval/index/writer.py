@@ -26,7 +26,7 @@ from .changes import generation
 from .directory import IndexDir
 from .faiss_index import ADD_ROWS, VectorIndex, filled
 from .manifest import REJECTS, Deletion, Segment
-from .post_ids import sorted_hashes
+from .post_ids import bucket_starts, sorted_hashes
 from .rows import write_rows
 from .segments import SegmentVectors
 from .store import LedgerRow, PostRow, PostStore
@@ -201,14 +201,17 @@ class SegmentWriter:
         self.store.checkpoint()
         ids = self.store.ids() if ids is None else ids
         vector_ids = self.vector_ids()
-        faiss_file, rows_file, post_ids_file = f"{self.name}.faiss", f"{self.name}.rows", f"{self.name}.postids.npy"
+        faiss_file, rows_file = f"{self.name}.faiss", f"{self.name}.rows"
+        post_ids_file, buckets_file = f"{self.name}.postids.npy", f"{self.name}.postids.buckets.npy"
         write_part(self.directory.file(faiss_file), trained, self.vectors(), ids)
         post_ids = write_rows(self.store, vector_ids, self.directory.file(rows_file))
-        save_array(self.directory.file(post_ids_file), sorted_hashes(post_ids))
+        hashes = sorted_hashes(post_ids)
+        save_array(self.directory.file(post_ids_file), hashes)
+        save_array(self.directory.file(buckets_file), bucket_starts(hashes))
         save_array(self.directory.file(self.segment.ids_file), vector_ids)
         self.segment = Segment(name=self.name, rows=len(vector_ids), posts=len(ids), first_id=int(vector_ids[0]),
                                last_id=int(vector_ids[-1]), faiss_file=faiss_file, rows_file=rows_file,
-                               post_ids_file=post_ids_file)
+                               post_ids_file=post_ids_file, post_id_buckets_file=buckets_file)
         return self.segment
 
 
