@@ -125,3 +125,17 @@ def test_duplicate_keys_and_hashtags_are_those_of_the_plain_expressions(text):
     assert duplicate_key(text) == _plain_duplicate_key(text)
     if "#" not in text and "＃" not in text:  # where the expression is skipped, it would find nothing
         assert not list(text_module._twitter_pattern().finditer(text)) and extract_hashtags(text, "twitter") == []
+
+
+@pytest.mark.parametrize("rows", [0, 1, 7, 85, 2731])  # 2731 x 768 values are converted on every core
+def test_float16_rows_convert_as_numpy_converts_them(rows):
+    import numpy as np
+
+    from hicl_retrieval.index.faiss_index import PARALLEL_VALUES, as_float32
+
+    every = np.arange(65536, dtype=np.uint16).view(np.float16)  # subnormals, infinities and NaNs among them
+    values = np.resize(every, rows * 768).reshape(rows, 768)
+    converted = as_float32(values)
+    assert converted.dtype == np.float32 and converted.shape == values.shape
+    assert np.array_equal(converted, values.astype(np.float32), equal_nan=True)
+    assert (rows * 768 >= PARALLEL_VALUES) == (rows == 2731)

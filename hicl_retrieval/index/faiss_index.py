@@ -201,16 +201,33 @@ class VectorIndex:
 
 
 RERANK_QUERIES = 32
-"""Queries re-ranked together, so that a block's candidates stay in the CPU's cache: 1,000 queries x 100
-candidates of 768 took 120-124 ms in blocks of 32, 126-131 in blocks of 16, 123-125 in blocks of 64."""
+"""Queries re-ranked together, so that a block's candidates stay in the CPU's cache: 1,000 queries of a
+1M-vector index, 100 candidates of 768 each, took 124-129 ms in blocks of 32, 127-131 in 16, 131 in 8, 139-140
+in 64 (min of 6, the search included)."""
+
+SERIAL_VALUES = 1 << 15
+"""torch's grain size: a conversion of no more values runs on the calling thread."""
+
+PARALLEL_VALUES = 1 << 21
+"""Values from which a conversion runs on every core (about 0.45 ms on one)."""
 
 
-def as_float32(rows: np.ndarray):
-    """float16 `rows` as a float32 torch tensor. torch converts with SIMD on every core; numpy's ``astype``
-    converts one value at a time (1,000 queries' 100 candidates of 768: 95 ms of a 187 ms re-ranked search)."""
+def as_float32(rows: np.ndarray) -> np.ndarray:
+    """float16 `rows` as float32, converted by torch (with SIMD; numpy's ``astype`` converts one value at a time:
+    2.4 ms for 3,200 x 768 values against 0.75 ms on one core and 0.30 on two).
+
+    Fewer than `PARALLEL_VALUES` values are converted on the calling thread, `SERIAL_VALUES` at a time: torch's
+    OpenMP threads, once woken, spin for milliseconds and slow the encoder that runs next (one post at a time
+    on the TweetEval index: the model's p50 5.3 ms, 6.5-7.5 ms after re-ranks converted on two cores)."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(rows)).float()
+    source = torch.from_numpy(np.ascontiguousarray(rows)).view(-1)
+    if len(source) >= PARALLEL_VALUES:
+        return source.float().numpy().reshape(rows.shape)
+    out = torch.empty(len(source), dtype=torch.float32)
+    for start in range(0, len(source), SERIAL_VALUES):
+        out[start : start + SERIAL_VALUES] = source[start : start + SERIAL_VALUES]
+    return out.numpy().reshape(rows.shape)
 
 
 def reranked(search, stored: np.ndarray, k_factor: int, total: int):
@@ -223,21 +240,18 @@ def reranked(search, stored: np.ndarray, k_factor: int, total: int):
         return search
 
     def rerank(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         _, ids = search(queries, min(total, k * k_factor))
         k = min(k, ids.shape[1])
         scores, best = np.empty((len(ids), k), dtype=np.float32), np.empty((len(ids), k), dtype=np.int64)
         for start in range(0, len(ids), RERANK_QUERIES):
             block = ids[start : start + RERANK_QUERIES]
-            wanted = np.maximum(block, 0).ravel()
-            candidates = as_float32(stored[wanted]).view(*block.shape, -1)
-            exact = torch.bmm(candidates, torch.from_numpy(queries[start : start + len(block), :, None]))[..., 0]
-            exact[torch.from_numpy(block < 0)] = -torch.inf
-            top_scores, top = torch.sort(exact, dim=1, descending=True, stable=True)
-            scores[start : start + len(block)] = top_scores[:, :k].numpy()
-            best[start : start + len(block)] = np.take_along_axis(block, top[:, :k].numpy(), axis=1)
+            candidates = as_float32(stored[np.maximum(block, 0).ravel()]).reshape(*block.shape, -1)
+            exact = np.einsum("qmd,qd->qm", candidates, queries[start : start + len(block)])
+            exact[block < 0] = -np.inf
+            top = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+            scores[start : start + len(block)] = np.take_along_axis(exact, top, axis=1)
+            best[start : start + len(block)] = np.take_along_axis(block, top, axis=1)
         return scores, best
 
     return rerank
@@ -251,15 +265,13 @@ def exact_search(
     Used where an approximate index would lose recall on a small subset. Reads `rows` vectors
     at a time, so memory stays bounded. Same output shape as `VectorIndex.search`.
     """
-    import torch
-
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(k, len(subset))
     best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     best_ids = np.full((len(queries), k), -1, dtype=np.int64)
     for start in range(0, len(subset), rows):
         ids = subset[start : start + rows]
-        scores = (torch.from_numpy(queries) @ as_float32(vectors[ids]).T).numpy()  # (queries, rows)
+        scores = queries @ as_float32(vectors[ids]).T  # (queries, rows)
         scores = np.concatenate([best_scores, scores], axis=1)
         candidates = np.concatenate([best_ids, np.broadcast_to(ids, (len(queries), len(ids)))], axis=1)
         top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # scores has k + len(ids) columns

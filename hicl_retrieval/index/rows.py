@@ -5,9 +5,10 @@ lives in, so 40 hits cost 5-8 ms however they are asked for (scripts/bench_looku
 as the store grows. A search needs whole rows by id, so each sealed segment also keeps them
 row-wise: ``seg-X.rows`` holds the rows in the order of the segment's vector ids, msgpack-encoded
 (msgspec), and ``seg-X.rows.offsets.npy`` where each begins (a post the build dropped for its
-repeated post id has an empty slice). Both are memory-mapped; 40 whole rows take 0.7-0.8 ms at
-154,000 posts and 1.1-1.8 ms at 10,000,000, where not every page is in memory (about a quarter of
-it extracting their hashtags, as the store's fetch does too). The store stays the truth for
+repeated post id has an empty slice). Both are memory-mapped; 40 whole rows take 0.41 ms at
+154,000 posts and 0.60 ms at 10,000,000 with the files in the page cache (reading the bytes is
+0.03-0.08 ms of it, most of the rest extracting their hashtags, as the store's fetch does too; the
+growth is the first touch of each page of a large mapping). The store stays the truth for
 everything else (filters, exports, changes); these files are written once, at sealing, from it.
 """
 
