@@ -139,3 +139,21 @@ def test_float16_rows_convert_as_numpy_converts_them(rows):
     assert converted.dtype == np.float32 and converted.shape == values.shape
     assert np.array_equal(converted, values.astype(np.float32), equal_nan=True)
     assert (rows * 768 >= PARALLEL_VALUES) == (rows == 2731)
+
+
+def test_an_exact_search_of_millions_of_scores_answers_as_one_of_a_few():
+    import numpy as np
+
+    from hicl_retrieval.index.faiss_index import PARALLEL_VALUES, exact_search
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((45_000, 16)).astype(np.float16)
+    subset = np.sort(rng.choice(45_000, 40_000, replace=False))
+    queries = rng.standard_normal((256, 16)).astype(np.float32)
+    assert len(queries) * 9_000 >= PARALLEL_VALUES > 9_000  # all at once: torch; one at a time: numpy
+    scores, ids = exact_search(vectors, subset, queries, 10, rows=9_000)
+    exact = queries.astype(np.float64) @ vectors[subset].astype(np.float64).T
+    assert (ids == subset[np.argsort(-exact, axis=1)[:, :10]]).all()
+    for query, (some, some_ids) in enumerate(zip(scores, ids)):
+        alone_scores, alone_ids = exact_search(vectors, subset, queries[query : query + 1], 10, rows=9_000)
+        assert (alone_ids[0] == some_ids).all() and np.allclose(alone_scores[0], some, rtol=0, atol=1e-5)
