@@ -13,7 +13,7 @@ each time on a fresh copy of the index:
 4. `--clients` threads, each on its own keep-alive connection, send single-post searches of
    random probe queries for `--steady-seconds` (every answer must be the one of step 3);
 5. the same for `--seconds` (at most `--max-requests` each); `--add-at` seconds in,
-   `hicl-retrieval add` adds `--add-posts` new tweets to the served index from another process
+   `hicl-retrieval add` of that code adds `--add-posts` new tweets to the served index from another process
    (the load goes on at least `--after` seconds past the add's end);
 6. when the add and the load are over, every probe query is searched again ("after").
 
@@ -78,6 +78,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def command(code: Path | None, *arguments: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of `hicl-retrieval ARGUMENTS` of the code at `code` (None: this code);
+    run it from a folder outside the code: `-m` looks in the working directory before PYTHONPATH."""
+    return ([sys.executable, "-m", "hicl_retrieval.cli", *arguments],
+            {**os.environ, "PYTHONPATH": str(code or HERE.parent)})
+
+
 class Service:
     """`hicl-retrieval serve INDEX` of the code at `code` (None: this code) in a subprocess, stopped on exit."""
 
@@ -85,11 +92,8 @@ class Service:
         self.port = free_port()
         self.log = log.open("w")
         started = time.perf_counter()
-        # run from the log's folder: `-m` looks in the working directory before PYTHONPATH, which names the code
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "hicl_retrieval.cli", "serve", str(index), "--port", str(self.port), *extra],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=log.parent,
-            env={**os.environ, "PYTHONPATH": str(code or HERE.parent)})
+        argv, env = command(code, "serve", str(index), "--port", str(self.port), *extra)
+        self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=log.parent, env=env)
         while True:
             try:
                 Client(self.port).get("/health")
@@ -181,8 +185,9 @@ class Load:
 
 
 def run_load(port: int, queries: list[str], args: argparse.Namespace, seconds: float, index: Path,
-             add_file: Path | None) -> Load:
-    """`args.clients` clients for `seconds`; with `add_file`, an add of it runs `args.add_at` seconds in."""
+             add_file: Path | None, code: Path | None = None) -> Load:
+    """`args.clients` clients for `seconds`; with `add_file`, an add of it (by the code at `code`, as the service)
+    runs `args.add_at` seconds in."""
     load, lock = Load(), threading.Lock()
     started = time.perf_counter()
     # The load lasts `seconds`, and at least --after seconds past the end of the add (at most 3x as long):
@@ -213,7 +218,8 @@ def run_load(port: int, queries: list[str], args: argparse.Namespace, seconds: f
     def add() -> None:
         time.sleep(args.add_at)
         load.add_start = time.perf_counter() - started
-        done = subprocess.run([CLI, "add", str(index), str(add_file), "--quiet"], capture_output=True, text=True)
+        argv, env = command(code, "add", str(index), str(add_file), "--quiet")
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=add_file.parent, env=env)
         load.add_end = time.perf_counter() - started
         stop_at[0] = min(started + max(seconds, load.add_end + args.after), started + 3 * seconds)
         load.add_output = (done.stdout + done.stderr).strip().splitlines()[-1] if (done.stdout + done.stderr) else ""
@@ -338,7 +344,7 @@ def measure_mode(name: str, options: list[str], args: argparse.Namespace, probes
         if args.steady_seconds:
             steady = run_load(service.port, probes, args, args.steady_seconds, copy, None)
             rates["steady"] = report_load(f"{name}, no add", steady, before)
-        load = run_load(service.port, probes, args, args.seconds, copy, add_file)
+        load = run_load(service.port, probes, args, args.seconds, copy, add_file, code)
         after = answers(service.port, probes)
         changed = sum(not same(before[q], after[q]) for q in probes)
         print(f"{name}: the add changed the answers of {changed} of {len(probes)} probe queries")
