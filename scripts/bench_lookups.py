@@ -134,9 +134,10 @@ def measure(path: Path, posts: int, repeats: int, rng: random.Random) -> dict[st
     held = write_rows(store, vector_ids, path.with_suffix(".rows"))
     store.close()
     hashes_file, buckets_file = path.with_suffix(".postids.npy"), path.with_suffix(".postids.buckets.npy")
-    save_array(hashes_file, sorted_hashes(held))
+    hashes = sorted_hashes(held)
     del held  # 10M strings a reader does not hold
-    save_array(buckets_file, bucket_starts(np.load(hashes_file)))
+    save_array(hashes_file, hashes)
+    save_array(buckets_file, bucket_starts(hashes))
     read_through([path.with_suffix(".rows"), path.with_suffix(".rows.offsets.npy"), hashes_file, buckets_file])
     rows = HitRows([(vector_ids, path.with_suffix(".rows"))], np.zeros(0, np.int64), "twitter")
     bucketed, whole = PostIdHashes([(hashes_file, buckets_file)]), PostIdHashes([(hashes_file, None)])

@@ -56,11 +56,11 @@ class SegmentVectors:
     def __getitem__(self, ids: np.ndarray) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64)
         out = np.empty((len(ids), self.dim), dtype=np.float16)
-        which = np.searchsorted(self.starts, ids, side="right") - 1
+        which = np.maximum(np.searchsorted(self.starts, ids, side="right") - 1, 0)  # below the first: its first row
         for number in np.unique(which):
             mask = which == number
-            segment_ids, vectors = self.parts[max(number, 0)]
-            rows, _ = row_numbers(segment_ids, self.contiguous[max(number, 0)], np.maximum(ids[mask], segment_ids[0]))
+            segment_ids, vectors = self.parts[number]
+            rows, _ = row_numbers(segment_ids, self.contiguous[number], np.maximum(ids[mask], segment_ids[0]))
             out[mask] = vectors[rows]
         return out
 
